@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -117,6 +117,12 @@ class CloudDriver(Protocol):
     def read_snapshot(self, snapshot_id: str, offset: int, length: int) -> bytes: ...
 
     def write_volume(self, volume_id: str, offset: int, data: bytes) -> None: ...
+
+    def read_image(self, image_id: str) -> Iterator[bytes]:
+        """The image's bytes, in order."""
+
+    def write_image(self, image_id: str, chunks: Iterable[bytes]) -> None:
+        """Upload data into an image created (queued) by ``create``."""
 
     def guest_agent(self, server_id: str, command: str) -> None:
         """Run a guest-agent command (``fsfreeze-freeze`` / ``fsfreeze-thaw``)."""
