@@ -1,0 +1,1 @@
+"""Alembic migrations of the state database (see ``alembic.ini`` and ``seawall.db``)."""
