@@ -106,7 +106,9 @@ def _load(tp: Any, data: Any, path: str) -> Any:
             return tuple(_load(args[0], v, f"{path}[{i}]") for i, v in enumerate(data))
         if len(args) != len(data):
             raise InvalidInput(f"expected {len(args)} items, got {len(data)}", field=path)
-        return tuple(_load(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, data)))
+        return tuple(
+            _load(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, data, strict=False))
+        )
     if origin is frozenset:
         if not isinstance(data, (list, tuple, set, frozenset)):
             raise InvalidInput(f"expected a list, got {_show(data)}", field=path)
@@ -276,7 +278,9 @@ RESTORE_RULES: tuple[RestoreRule, ...] = (
         "a server boots with its ports and volumes attached",
     ),
     RestoreRule(
-        K.FLOATING_IP, frozenset({K.SERVER, K.ROUTER}), "a floating IP needs a bound port and a route"
+        K.FLOATING_IP,
+        frozenset({K.SERVER, K.ROUTER}),
+        "a floating IP needs a bound port and a route",
     ),
 )
 
@@ -411,7 +415,9 @@ class Selector:
             pairs = [p for p in rest.split(",") if p]
             bad = [p for p in pairs if "=" not in p]
             if bad or not pairs:
-                raise InvalidInput(f"expected tag:key=value[,key=value], got {text!r}", field="select")
+                raise InvalidInput(
+                    f"expected tag:key=value[,key=value], got {text!r}", field="select"
+                )
             return cls(SelectorKind.TAG, tags=dict(p.split("=", 1) for p in pairs))
         if head == "members":
             return cls(SelectorKind.MEMBERS, members=tuple(m for m in rest.split(",") if m))
@@ -518,7 +524,9 @@ class Policy:
         if self.rto_target_seconds <= 0:
             raise InvalidInput("must be positive", field="policy.rto_target_seconds")
         if self.data_path not in ("auto", "cbt", "full"):
-            raise InvalidInput(f"{self.data_path!r} is not one of auto, cbt, full", field="policy.data_path")
+            raise InvalidInput(
+                f"{self.data_path!r} is not one of auto, cbt, full", field="policy.data_path"
+            )
         if self.consistency is Consistency.APPLICATION and not self.quiesce:
             raise InvalidInput(
                 "application consistency needs at least one quiesce hook", field="policy.quiesce"
@@ -599,6 +607,7 @@ class Checkpoint:
     graph: ResourceGraph
     volumes: tuple[VolumeImageRef, ...] = ()
     consistency: Consistency = Consistency.CRASH
+    images: Mapping[str, str] = field(default_factory=dict)  #: image resource id -> stream id
     parent: str = ""  #: previous checkpoint of the same workload, if any
     diff: GraphDiff = field(default_factory=GraphDiff)
     notes: tuple[str, ...] = ()  #: e.g. "quiesce failed on db; crash-consistent"
@@ -703,7 +712,9 @@ class RunState(enum.StrEnum):
     PENDING = "pending"  #: recorded, not started
     RUNNING = "running"  #: steps are executing (or will be resumed after a crash)
     SUCCEEDED = "succeeded"  #: every step done
-    PARTIALLY_FAILED = "partially_failed"  #: done, but some non-critical step failed (e.g. a drill check)
+    PARTIALLY_FAILED = (
+        "partially_failed"  #: done, but some non-critical step failed (e.g. a drill check)
+    )
     REVERTING = "reverting"  #: a step failed; undoing what the run created
     REVERTED = "reverted"  #: everything the run created was undone
     FAILED = "failed"  #: a step failed and could not be reverted; needs an operator
@@ -791,6 +802,36 @@ class Run:
     result: Mapping[str, Any] = field(default_factory=dict)
     error: str = ""
     project: str = "default"
+
+
+def select_kept(created: Mapping[str, float], retention: Retention) -> set[str]:
+    """Which checkpoints (id -> creation time, UTC seconds) a retention policy keeps.
+
+    restic semantics: the newest ``last``, then the newest of each of the last N hours,
+    days, weeks (ISO) and months that hold a checkpoint. The newest one is always kept.
+    """
+    import datetime as _dt
+
+    ordered = sorted(created.items(), key=lambda kv: (-kv[1], kv[0]))
+    keep = {cid for cid, _ in ordered[: retention.last]}
+
+    def bucket(fmt: str, count: int) -> None:
+        seen: set[str] = set()
+        for cid, ts in ordered:
+            if len(seen) >= count:
+                break
+            key = _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime(fmt)
+            if key not in seen:
+                seen.add(key)
+                keep.add(cid)
+
+    bucket("%Y-%m-%d %H", retention.hourly)
+    bucket("%Y-%m-%d", retention.daily)
+    bucket("%G-W%V", retention.weekly)
+    bucket("%Y-%m", retention.monthly)
+    if ordered:
+        keep.add(ordered[0][0])
+    return keep
 
 
 def summarize_steps(steps: Iterable[Step]) -> dict[str, int]:

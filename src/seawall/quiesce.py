@@ -63,7 +63,11 @@ class ScriptQuiesce:
         env = dict(os.environ, SEAWALL_SERVER=server.name, SEAWALL_SERVER_ID=server.id)
         try:
             done = subprocess.run(
-                list(command), env=env, capture_output=True, timeout=hook.timeout_seconds, check=False
+                list(command),
+                env=env,
+                capture_output=True,
+                timeout=hook.timeout_seconds,
+                check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise PermanentError(f"quiesce script {command[0]!r} on {server.name}: {exc}") from exc

@@ -132,8 +132,6 @@ class CloudDriver(Protocol):
 CloudFactory = Callable[[Site], CloudDriver]
 
 
-
-
 def open_site(site: Site) -> CloudDriver:
     """The driver for ``site``, loaded from the ``seawall.clouds`` entry points."""
     factory: CloudFactory = registry().load("clouds", site.driver)

@@ -47,7 +47,6 @@ class StorageBackend(Protocol):
 StorageFactory = Callable[[str, Mapping[str, str]], StorageBackend]
 
 
-
 def open_storage(url: str, options: Mapping[str, str] | None = None) -> StorageBackend:
     """Open the backend for ``url``: a plain path or ``file://``, ``s3://``, ``memory://``."""
     from seawall.plugins import registry

@@ -1,0 +1,667 @@
+"""Pure planners: compile an operation into stages of idempotent steps.
+
+A :class:`FlowPlan` is plain data (JSON-able through :func:`seawall.model.dump`): the
+dry run prints it, the engine turns it into a TaskFlow flow, and a conductor on another
+host can rebuild the very same flow from it. Nothing here does I/O; everything a planner
+needs (the discovered graph, the previous checkpoint, the target's inventory) is passed in.
+
+Data between steps flows through named symbols: a step that creates a resource provides
+``id:<kind>/<source id>`` and the steps that point at it require that symbol, so the
+engine orders them and a resumed run gets the ids back from TaskFlow's persisted store.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from seawall.model import (
+    CheckKind,
+    Checkpoint,
+    Consistency,
+    IpPolicy,
+    Policy,
+    RecoveryPlan,
+    Resource,
+    ResourceGraph,
+    ResourceKind,
+    ResourceRef,
+    RunKind,
+    Workload,
+    dump,
+)
+
+K = ResourceKind
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One coarse unit of work (one resource, one volume), named ``verb-noun:subject``."""
+
+    name: str
+    task: str  #: class name in the task catalogue (seawall.orchestrate.tasks)
+    args: Mapping[str, Any] = field(default_factory=dict)
+    provides: str = ""
+    requires: tuple[str, ...] = ()
+    retries: int = 2  #: attempts after a transient error, with exponential backoff
+    timeout: int = 900  #: seconds; enforced by the step's own waits
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Steps run one after another, or all at once when ``parallel``."""
+
+    name: str
+    parallel: bool
+    steps: tuple[StepSpec, ...]
+
+
+@dataclass(frozen=True)
+class FlowPlan:
+    run_id: str
+    kind: RunKind
+    title: str
+    stages: tuple[Stage, ...]
+
+    def steps(self) -> list[StepSpec]:
+        return [s for stage in self.stages for s in stage.steps]
+
+    def step_names(self) -> list[str]:
+        return [s.name for s in self.steps()]
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = dump(self)
+        return data
+
+
+def plan_from_dict(data: Mapping[str, Any]) -> FlowPlan:
+    stages = tuple(
+        Stage(
+            name=st["name"],
+            parallel=st["parallel"],
+            steps=tuple(
+                StepSpec(
+                    name=s["name"],
+                    task=s["task"],
+                    args=s["args"],
+                    provides=s["provides"],
+                    requires=tuple(s["requires"]),
+                    retries=s["retries"],
+                    timeout=s["timeout"],
+                )
+                for s in st["steps"]
+            ),
+        )
+        for st in data["stages"]
+    )
+    return FlowPlan(data["run_id"], RunKind(data["kind"]), data["title"], stages)
+
+
+def id_symbol(ref: ResourceRef) -> str:
+    return f"id:{ref.kind.value}/{ref.id}"
+
+
+def resource_key(run_id: str, ref: ResourceRef) -> str:
+    """Deterministic idempotency key of what a run creates for a source resource."""
+    return f"{run_id}/{ref.kind.value}/{ref.id}"
+
+
+def _stage(name: str, steps: Iterable[StepSpec], *, parallel: bool = False) -> Stage | None:
+    items = tuple(steps)
+    return Stage(name, parallel, items) if items else None
+
+
+def _stages(*stages: Stage | None) -> tuple[Stage, ...]:
+    return tuple(s for s in stages if s is not None)
+
+
+# --------------------------------------------------------------------------------------
+# Protect
+# --------------------------------------------------------------------------------------
+
+
+def _hooks_for(policy: Policy, server: Resource) -> list[dict[str, Any]]:
+    if policy.consistency is not Consistency.APPLICATION:
+        return []
+    return [dump(h) for h in policy.quiesce if not h.servers or server.name in h.servers]
+
+
+def protect_stages(
+    *,
+    run_id: str,
+    workload: Workload,
+    policy: Policy,
+    graph: ResourceGraph,
+    site: str,
+    checkpoint_id: str,
+    created_at: float,
+    previous: Checkpoint | None,
+    targets: Sequence[str],
+    prefix: str = "",
+) -> tuple[Stage, ...]:
+    """The stages of one checkpoint; ``prefix`` namespaces them inside a bigger run."""
+    p = prefix
+    servers = graph.of_kind(K.SERVER)
+    volumes = graph.of_kind(K.VOLUME)
+    images = graph.of_kind(K.IMAGE)
+    quiesced = [(s, _hooks_for(policy, s)) for s in servers]
+    quiesced = [(s, h) for s, h in quiesced if h]
+
+    check = StepSpec(f"{p}check-site:{site}", "CheckSite", {"site": site})
+    freeze = [
+        StepSpec(
+            f"{p}freeze-server:{s.name}",
+            "FreezeServer",
+            {"site": site, "server": dump(s), "hooks": hooks, "run_id": run_id},
+            provides=f"{p}frozen:{s.id}",
+        )
+        for s, hooks in quiesced
+    ]
+    snapshots = [
+        StepSpec(
+            f"{p}snapshot-volume:{v.name}",
+            "SnapshotVolume",
+            {"site": site, "volume_id": v.id, "key": f"{run_id}/{p}snap/{v.id}"},
+            provides=f"{p}snapshot:{v.id}",
+        )
+        for v in volumes
+    ]
+    thaw = [
+        StepSpec(
+            f"{p}thaw-server:{s.name}",
+            "ThawServer",
+            {"site": site, "server": dump(s), "hooks": hooks},
+            requires=tuple(f"{p}snapshot:{v.id}" for v in volumes),
+        )
+        for s, hooks in quiesced
+    ]
+    uploads = []
+    for v in volumes:
+        base_image = base_snapshot = ""
+        if previous is not None:
+            try:
+                ref = previous.volume(v.id)
+                base_image, base_snapshot = ref.image_id, ref.snapshot_id
+            except KeyError:
+                pass
+        uploads.append(
+            StepSpec(
+                f"{p}upload-volume:{v.name}",
+                "UploadVolume",
+                {
+                    "site": site,
+                    "volume_id": v.id,
+                    "name": f"{workload.name}/{v.name}",
+                    "base_image": base_image,
+                    "base_snapshot": base_snapshot if policy.data_path != "full" else "",
+                    "run_id": run_id,
+                },
+                requires=(f"{p}snapshot:{v.id}",),
+                provides=f"{p}image:{v.id}",
+                timeout=6 * 3600,
+            )
+        )
+    image_uploads = [
+        StepSpec(
+            f"{p}upload-image:{i.name}",
+            "UploadImage",
+            {"site": site, "image": dump(i)},
+            provides=f"{p}stream:{i.id}",
+        )
+        for i in images
+    ]
+    diff = previous.graph.diff(graph) if previous is not None else None
+    commit = StepSpec(
+        f"{p}commit-checkpoint:{checkpoint_id}",
+        "CommitCheckpoint",
+        {
+            "site": site,
+            "checkpoint": {
+                "id": checkpoint_id,
+                "workload": workload.name,
+                "site": site,
+                "created_at": created_at,
+                "graph": dump(graph),
+                "consistency": policy.consistency.value,
+                "parent": previous.id if previous else "",
+                "diff": dump(diff) if diff else {"added": [], "removed": []},
+            },
+            "project": workload.project,
+            "run_id": run_id,
+            "volume_symbols": {v.id: f"{p}image:{v.id}" for v in volumes},
+            "image_symbols": {i.id: f"{p}stream:{i.id}" for i in images},
+            "frozen_symbols": [f"{p}frozen:{s.id}" for s, _ in quiesced],
+        },
+        requires=tuple(
+            [f"{p}image:{v.id}" for v in volumes]
+            + [f"{p}stream:{i.id}" for i in images]
+            + [f"{p}frozen:{s.id}" for s, _ in quiesced]
+        ),
+        provides=f"{p}checkpoint",
+    )
+    replicate = [
+        StepSpec(
+            f"{p}replicate-checkpoint:{t}",
+            "ReplicateCheckpoint",
+            {
+                "source": site,
+                "target": t,
+                "checkpoint_id": checkpoint_id,
+                "bandwidth": dump(policy.bandwidth),
+                "run_id": run_id,
+            },
+            requires=(f"{p}checkpoint",),
+            timeout=12 * 3600,
+        )
+        for t in targets
+    ]
+    tidy = [
+        StepSpec(
+            f"{p}expire-snapshots:{workload.name}",
+            "ExpireSnapshots",
+            {
+                "site": site,
+                "volume_ids": [v.id for v in volumes],
+                "keep_keys": [f"{run_id}/{p}snap/{v.id}" for v in volumes],
+            },
+            requires=(f"{p}checkpoint",),
+        ),
+        StepSpec(
+            f"{p}apply-retention:{workload.name}",
+            "ApplyRetention",
+            {
+                "sites": [site, *targets],
+                "workload": workload.name,
+                "retention": dump(policy.retention),
+                "keep": checkpoint_id,
+            },
+            requires=(f"{p}checkpoint",),
+        ),
+    ]
+    return _stages(
+        _stage(f"{p}prepare", [check]),
+        _stage(f"{p}quiesce", freeze, parallel=True),
+        _stage(f"{p}snapshot", snapshots, parallel=True),
+        _stage(f"{p}thaw", thaw, parallel=True),
+        _stage(f"{p}upload", [*uploads, *image_uploads]),
+        _stage(f"{p}commit", [commit]),
+        _stage(f"{p}replicate", replicate, parallel=True),
+        _stage(f"{p}tidy", tidy),
+    )
+
+
+def plan_protect(
+    *,
+    run_id: str,
+    workload: Workload,
+    policy: Policy,
+    graph: ResourceGraph,
+    checkpoint_id: str,
+    created_at: float,
+    previous: Checkpoint | None,
+    kind: RunKind = RunKind.PROTECT,
+) -> FlowPlan:
+    """One checkpoint of ``workload`` on its site, replicated to its targets."""
+    targets = tuple(dict.fromkeys((*workload.targets, *policy.targets)))
+    targets = tuple(t for t in targets if t != workload.site)
+    stages = protect_stages(
+        run_id=run_id,
+        workload=workload,
+        policy=policy,
+        graph=graph,
+        site=workload.site,
+        checkpoint_id=checkpoint_id,
+        created_at=created_at,
+        previous=previous,
+        targets=targets,
+    )
+    return FlowPlan(run_id, kind, f"{kind.value} {workload.name} on {workload.site}", stages)
+
+
+# --------------------------------------------------------------------------------------
+# Recovery: failover, drill, migration, failback
+# --------------------------------------------------------------------------------------
+
+
+class RecoverMode(enum.StrEnum):
+    FAILOVER = "failover"  #: the primary is gone; recreate at the target
+    DRILL = "drill"  #: test bubble at the target, verified, then removed completely
+    MIGRATE = "migrate"  #: planned; the primary is fenced and a final checkpoint taken
+
+
+#: attributes that describe a resource's runtime, never copied to a new one
+RUNTIME_ATTRS = frozenset({"status", "access_address", "created_at", "updated_at"})
+
+_MAPPED_KINDS = {
+    K.NETWORK: "network",
+    K.SUBNET: "subnet",
+    K.FLAVOR: "flavor",
+    K.IMAGE: "image",
+}
+
+
+def _mapped_to(plan: RecoveryPlan, r: Resource) -> str:
+    attr = _MAPPED_KINDS.get(r.kind)
+    if attr is None:
+        return ""
+    table: Mapping[str, str] = getattr(plan.mappings, attr)
+    return table.get(r.name, "")
+
+
+def recovery_problems(
+    *,
+    checkpoint: Checkpoint,
+    plan: RecoveryPlan,
+    target_names: Mapping[str, frozenset[str]],
+    quotas: Mapping[str, int],
+    mode: RecoverMode,
+) -> list[str]:
+    """Every reason the recovery cannot start, all at once (empty = go)."""
+    problems: list[str] = []
+    graph = checkpoint.graph
+    for r in graph.resources:
+        target = _mapped_to(plan, r)
+        if target and target not in target_names.get(r.kind.value, frozenset()):
+            problems.append(
+                f"mapping {r.kind.value} {r.name!r} -> {target!r}: no {r.kind.value} named "
+                f"{target!r} at site {plan.target}"
+            )
+    for m_kind, table in (
+        ("network", plan.mappings.network),
+        ("flavor", plan.mappings.flavor),
+        ("subnet", plan.mappings.subnet),
+        ("image", plan.mappings.image),
+    ):
+        known = {r.name for r in graph.of_kind(ResourceKind(m_kind))}
+        for src in table:
+            if src not in known:
+                problems.append(
+                    f"mapping {m_kind} {src!r}: the checkpoint has no {m_kind} of that name"
+                )
+    for server_name in {n for g in plan.boot_groups for n in g.servers}:
+        if server_name not in {s.name for s in graph.of_kind(K.SERVER)}:
+            problems.append(f"boot group names server {server_name!r}, not in the checkpoint")
+    for hc in plan.health_checks:
+        if hc.server not in {s.name for s in graph.of_kind(K.SERVER)}:
+            problems.append(f"health check names server {hc.server!r}, not in the checkpoint")
+    need = _needs(graph, plan, mode)
+    for name, amount in need.items():
+        left = quotas.get(name, -1)
+        if left >= 0 and amount > left:
+            problems.append(f"quota at {plan.target}: needs {amount} {name}, only {left} left")
+    return problems
+
+
+def _needs(graph: ResourceGraph, plan: RecoveryPlan, mode: RecoverMode) -> dict[str, int]:
+    creates = [r for r in graph.resources if not _mapped_to(plan, r)]
+    if mode is RecoverMode.DRILL:
+        creates = [r for r in creates if r.kind is not K.FLOATING_IP]
+    count = {k: sum(1 for r in creates if r.kind is k) for k in ResourceKind}
+    return {
+        "servers": count[K.SERVER],
+        "volumes": count[K.VOLUME],
+        "volume_bytes": sum(int(r.attrs.get("size", 0)) for r in creates if r.kind is K.VOLUME),
+        "networks": count[K.NETWORK],
+        "ports": count[K.PORT],
+        "floating_ips": count[K.FLOATING_IP],
+    }
+
+
+def _spec_attrs(r: Resource, plan: RecoveryPlan, mode: RecoverMode) -> dict[str, Any]:
+    attrs = {k: v for k, v in r.attrs.items() if k not in RUNTIME_ATTRS}
+    m = plan.mappings
+    if r.kind is K.NETWORK and mode is RecoverMode.DRILL:
+        attrs["isolated"] = True
+        attrs["external"] = False
+    if r.kind is K.ROUTER and mode is RecoverMode.DRILL:
+        attrs["external_gateway"] = False
+    if r.kind is K.PORT and m.ip_policy is IpPolicy.DHCP:
+        attrs.pop("fixed_ips", None)
+        attrs.pop("mac_address", None)
+    if "availability_zone" in attrs:
+        zone = str(attrs["availability_zone"])
+        attrs["availability_zone"] = m.availability_zone.get(zone, zone)
+    if r.kind is K.VOLUME and "volume_type" in attrs:
+        vt = str(attrs["volume_type"])
+        attrs["volume_type"] = m.volume_type.get(vt, vt)
+    return attrs
+
+
+def plan_recover(
+    *,
+    run_id: str,
+    kind: RunKind,
+    mode: RecoverMode,
+    checkpoint: Checkpoint,
+    plan: RecoveryPlan,
+    repository_site: str,
+    prelude: Sequence[Stage] = (),
+    checkpoint_symbol: str = "",
+) -> FlowPlan:
+    """Recreate a checkpoint's workload at ``plan.target``.
+
+    Restore order comes from :data:`seawall.model.RESTORE_RULES` plus explicit edges;
+    servers boot by the plan's boot groups, each group checked healthy before the next.
+    A drill renames everything with a ``drill-`` prefix, isolates its networks, drops
+    floating IPs and removes everything it created at the end.
+    """
+    target = plan.target
+    graph = checkpoint.graph
+    drill = mode is RecoverMode.DRILL
+    short = run_id.split("-")[-1][:6]
+    prefix = f"drill-{short}-" if drill else ""
+    tags = {"seawall:run": run_id, "seawall:workload": checkpoint.workload}
+
+    def create(r: Resource) -> StepSpec:
+        mapped = _mapped_to(plan, r)
+        if mapped:
+            return StepSpec(
+                f"map-{r.kind.value}:{r.name}",
+                "MapResource",
+                {"site": target, "kind": r.kind.value, "name": mapped},
+                provides=id_symbol(r.ref),
+            )
+        refs = {
+            role: [id_symbol(x) for x in targets if graph.find(x) is not None]
+            for role, targets in r.refs.items()
+        }
+        return StepSpec(
+            f"create-{r.kind.value}:{r.name}",
+            "CreateResource",
+            {
+                "site": target,
+                "run_id": run_id,
+                "kind": r.kind.value,
+                "name": prefix + r.name if r.kind is not K.PROJECT else r.name,
+                "key": resource_key(run_id, r.ref),
+                "attrs": _spec_attrs(r, plan, mode),
+                "refs": refs,
+                "tags": tags,
+                "source_id": r.id,
+            },
+            requires=tuple(sorted({sym for syms in refs.values() for sym in syms})),
+            provides=id_symbol(r.ref),
+        )
+
+    order = graph.restore_order()
+    by_kind = {k: [r for r in order if r.kind is k] for k in ResourceKind}
+    network_kinds = (K.PROJECT, K.NETWORK, K.SUBNET, K.ROUTER, K.SECURITY_GROUP)
+    stages: list[Stage | None] = [
+        _stage(
+            "preflight",
+            [
+                StepSpec(
+                    f"check-site:{target}",
+                    "CheckRecovery",
+                    {
+                        "site": target,
+                        "repository_site": repository_site,
+                        "checkpoint_id": checkpoint.id,
+                    },
+                    requires=(checkpoint_symbol,) if checkpoint_symbol else (),
+                )
+            ],
+        )
+    ]
+    for k in network_kinds:
+        stages.append(_stage(f"network:{k.value}", [create(r) for r in by_kind[k]], parallel=True))
+    for k in (K.KEYPAIR, K.FLAVOR, K.VOLUME_TYPE, K.SERVER_GROUP):
+        stages.append(_stage(f"compute:{k.value}", [create(r) for r in by_kind[k]], parallel=True))
+    image_steps = []
+    for r in by_kind[K.IMAGE]:
+        image_steps.append(create(r))
+        if not _mapped_to(plan, r):
+            image_steps.append(
+                StepSpec(
+                    f"restore-image:{r.name}",
+                    "RestoreImage",
+                    {
+                        "site": target,
+                        "repository_site": repository_site,
+                        "checkpoint_id": checkpoint.id,
+                        "source_id": r.id,
+                    },
+                    requires=(id_symbol(r.ref),),
+                )
+            )
+    stages.append(_stage("images", image_steps))
+    volume_steps: list[StepSpec] = []
+    for r in by_kind[K.VOLUME]:
+        volume_steps.append(create(r))
+        volume_steps.append(
+            StepSpec(
+                f"restore-volume:{r.name}",
+                "RestoreVolume",
+                {
+                    "site": target,
+                    "repository_site": repository_site,
+                    "checkpoint_id": checkpoint.id,
+                    "source_id": r.id,
+                    "run_id": run_id,
+                },
+                requires=(id_symbol(r.ref),),
+                provides=f"restored:{r.id}",
+                timeout=6 * 3600,
+            )
+        )
+    stages.append(_stage("volumes", volume_steps))
+    stages.append(_stage("ports", [create(r) for r in by_kind[K.PORT]], parallel=True))
+
+    servers = by_kind[K.SERVER]
+    groups: dict[int, list[Resource]] = {}
+    for s in servers:
+        groups.setdefault(plan.group_of(s.name), []).append(s)
+    group_names = [g.name for g in plan.boot_groups] + ["rest"]
+    for gi in sorted(groups):
+        members = groups[gi]
+        boot: list[StepSpec] = []
+        for s in members:
+            boot.append(create(s))
+        stages.append(_stage(f"boot:{group_names[gi]}", boot, parallel=True))
+        waits = [
+            StepSpec(
+                f"wait-server:{s.name}",
+                "WaitServer",
+                {"site": target, "status": "ACTIVE"},
+                requires=(id_symbol(s.ref),),
+            )
+            for s in members
+        ]
+        checks = [
+            StepSpec(
+                f"check-health:{hc.server}:{hc.kind.value}{':' + str(hc.port) if hc.port else ''}",
+                "CheckHealth",
+                {"site": target, "check": dump(hc), "run_id": run_id, "record": drill},
+                requires=(id_symbol(next(s for s in members if s.name == hc.server).ref),),
+                timeout=hc.timeout_seconds + 5,
+            )
+            for hc in plan.health_checks
+            if any(s.name == hc.server for s in members)
+        ]
+        stages.append(_stage(f"healthy:{group_names[gi]}", [*waits, *checks]))
+    if not drill:
+        stages.append(
+            _stage("floating-ips", [create(r) for r in by_kind[K.FLOATING_IP]], parallel=True)
+        )
+    stages.append(
+        _stage(
+            "verify",
+            [
+                StepSpec(
+                    f"verify-volume:{r.name}",
+                    "VerifyVolume",
+                    {
+                        "site": target,
+                        "repository_site": repository_site,
+                        "checkpoint_id": checkpoint.id,
+                        "source_id": r.id,
+                        "run_id": run_id,
+                        "keep_base": not drill,
+                        "record": drill,
+                    },
+                    requires=(id_symbol(r.ref), f"restored:{r.id}"),
+                    timeout=6 * 3600,
+                )
+                for r in by_kind[K.VOLUME]
+            ]
+            + [
+                StepSpec(
+                    f"run-script:{i}",
+                    "RunScript",
+                    {"script": dump(sc), "site": target, "run_id": run_id, "record": drill},
+                )
+                for i, sc in enumerate(plan.scripts)
+            ],
+        )
+    )
+    if drill:
+        stages.append(
+            _stage(
+                "cleanup",
+                [
+                    StepSpec(
+                        f"cleanup-drill:{target}",
+                        "CleanupDrill",
+                        {"site": target, "run_id": run_id},
+                        requires=tuple(
+                            [f"restored:{r.id}" for r in by_kind[K.VOLUME]]
+                            + [id_symbol(s.ref) for s in servers]
+                        ),
+                    )
+                ],
+            )
+        )
+    verb = {
+        RecoverMode.FAILOVER: "fail over",
+        RecoverMode.DRILL: "drill",
+        RecoverMode.MIGRATE: "migrate",
+    }[mode]
+    title = f"{verb} {checkpoint.workload} to {target} from checkpoint {checkpoint.id}"
+    return FlowPlan(run_id, kind, title, (*prelude, *_stages(*stages)))
+
+
+def fence_stage(site: str, servers: Sequence[Resource]) -> Stage | None:
+    """Power off the primary's servers so nothing writes after the final checkpoint."""
+    return _stage(
+        "fence",
+        [
+            StepSpec(f"fence-server:{s.name}", "FenceServer", {"site": site, "server_id": s.id})
+            for s in servers
+        ],
+        parallel=True,
+    )
+
+
+def default_recovery_plan(workload: Workload, target: str, graph: ResourceGraph) -> RecoveryPlan:
+    """Without a user plan: every server in one group, each checked for status ACTIVE."""
+    from seawall.model import BootGroup, HealthCheck
+
+    servers = tuple(s.name for s in graph.of_kind(K.SERVER))
+    return RecoveryPlan(
+        workload=workload.name,
+        target=target,
+        boot_groups=(BootGroup("all", servers),) if servers else (),
+        health_checks=tuple(HealthCheck(n, CheckKind.STATUS) for n in servers),
+    )

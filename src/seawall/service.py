@@ -1,0 +1,851 @@
+"""The one place that wires seawall together; every use case is a method here.
+
+The CLI, the API, the dashboard and the scheduler call :class:`Service` only. It owns the
+state database (a cache and journal), opens sites' drivers and repositories on demand,
+compiles plans with the pure planners, preflights them (listing every problem at once,
+creating nothing), runs them on the embedded TaskFlow engine, and turns the engine's
+outcome into the run's final state, events, usage and measured RTO.
+
+At start-up :meth:`Service.resume_unfinished` continues every run whose process died.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from taskflow import states as tf_states
+
+from seawall.clouds import CloudDriver, open_site
+from seawall.db import StateStore
+from seawall.errors import (
+    Conflict,
+    InvalidInput,
+    KeyMissing,
+    NotFound,
+    PreflightFailed,
+    SeawallError,
+)
+from seawall.model import (
+    PRESETS,
+    RUN_TRANSITIONS,
+    Checkpoint,
+    Policy,
+    RecoveryPlan,
+    ResourceGraph,
+    ResourceKind,
+    Run,
+    RunKind,
+    RunState,
+    Selector,
+    Site,
+    Step,
+    VolumeImageRef,
+    Workload,
+    check_name,
+    dump,
+    load,
+)
+from seawall.orchestrate.engine import Runner, install_runtime, owner, owner_alive
+from seawall.orchestrate.plans import (
+    FlowPlan,
+    RecoverMode,
+    default_recovery_plan,
+    fence_stage,
+    plan_protect,
+    plan_recover,
+    protect_stages,
+    recovery_problems,
+)
+from seawall.plugins import registry
+from seawall.repo import Repository
+from seawall.storage import open_storage
+
+UNFINISHED = (RunState.PENDING, RunState.RUNNING, RunState.CANCELLING, RunState.REVERTING)
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("SEAWALL_HOME") or Path.home() / ".seawall")
+
+
+def new_id(prefix: str) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    return f"{prefix}-{stamp}-{secrets.token_hex(3)}"
+
+
+class Service:
+    """seawall's application facade (also the Runtime that tasks use)."""
+
+    def __init__(self, home: Path | str | None = None, db_url: str | None = None) -> None:
+        self.home = Path(home) if home else default_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        url = db_url or os.environ.get("SEAWALL_DB_URL") or f"sqlite:///{self.home / 'state.db'}"
+        self._db = StateStore(url)
+        engine_url = url if not url.startswith("sqlite") else f"sqlite:///{self.home / 'engine.db'}"
+        self.runner = Runner(engine_url)
+        self._lock = threading.RLock()
+        self._drivers: dict[str, CloudDriver] = {}
+        self._repos: dict[str, Repository] = {}
+        install_runtime(self)
+
+    def close(self) -> None:
+        for repo in self._repos.values():
+            repo.close()
+        self._repos.clear()
+        self.runner.close()
+        self._db.close()
+
+    # -- Runtime ------------------------------------------------------------------------
+    @property
+    def db(self) -> StateStore:
+        return self._db
+
+    def site(self, name: str) -> Site:
+        return self._db.get_site(name)
+
+    def driver(self, site: str) -> CloudDriver:
+        with self._lock:
+            if site not in self._drivers:
+                self._drivers[site] = open_site(self.site(site))
+            return self._drivers[site]
+
+    def repository(self, site: str) -> Repository:
+        with self._lock:
+            if site not in self._repos:
+                s = self.site(site)
+                if not s.repository:
+                    raise InvalidInput(f"site {site} has no repository", field="site.repository")
+                self._repos[site] = Repository.open(open_storage(s.repository), self.passphrase())
+            return self._repos[site]
+
+    def forget_site_handles(self, site: str) -> None:
+        """Drop cached driver/repository objects (after a site was rebuilt)."""
+        with self._lock:
+            self._drivers.pop(site, None)
+            repo = self._repos.pop(site, None)
+            if repo is not None:
+                repo.close()
+
+    def passphrase(self) -> str:
+        """From SEAWALL_PASSPHRASE, SEAWALL_PASSPHRASE_FILE or $SEAWALL_HOME/passphrase."""
+        value = os.environ.get("SEAWALL_PASSPHRASE")
+        if value:
+            return value
+        path = os.environ.get("SEAWALL_PASSPHRASE_FILE") or str(self.home / "passphrase")
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            raise KeyMissing(
+                "no repository passphrase: set SEAWALL_PASSPHRASE or SEAWALL_PASSPHRASE_FILE"
+            ) from None
+
+    # -- sites --------------------------------------------------------------------------
+    def add_site(
+        self,
+        name: str,
+        driver: str,
+        params: Mapping[str, str] | None = None,
+        repository: str = "",
+        *,
+        init_repository: bool = False,
+        key_from: str | None = None,
+    ) -> Site:
+        """Register a site after checking that its driver answers. Nothing is kept on error."""
+        site = load(
+            Site,
+            {
+                "name": name,
+                "driver": driver,
+                "params": dict(params or {}),
+                "repository": repository,
+            },
+        )
+        try:
+            self._db.get_site(name)
+            raise Conflict(f"site {name} already exists")
+        except NotFound:
+            pass
+        if driver not in registry().names("clouds"):
+            known = ", ".join(registry().names("clouds"))
+            raise InvalidInput(
+                f"unknown driver {driver!r} (installed: {known})", field="site.driver"
+            )
+        open_site(site).ping()
+        if init_repository and repository:
+            source = self.repository(key_from) if key_from else None
+            storage = open_storage(repository)
+            try:
+                Repository.open(storage, self.passphrase()).close()
+            except KeyMissing:
+                kdf = os.environ.get("SEAWALL_KDF", "default")
+                Repository.init(storage, self.passphrase(), key_from=source, kdf=kdf).close()
+        self._db.add_site(site)
+        return site
+
+    def list_sites(self) -> list[Site]:
+        return self._db.list_sites()
+
+    def remove_site(self, name: str) -> None:
+        users = [w.name for w in self._db.list_workloads() if w.site == name or name in w.targets]
+        if users:
+            raise Conflict(f"site {name} is used by workload(s) {', '.join(users)}")
+        self._db.remove_site(name)
+        self.forget_site_handles(name)
+
+    # -- policies -----------------------------------------------------------------------
+    def create_policy(self, data: Mapping[str, Any]) -> Policy:
+        policy = load(Policy, data)
+        if policy.name in PRESETS:
+            raise Conflict(f"{policy.name} is a built-in tier; choose another name")
+        for t in policy.targets:
+            self._db.get_site(t)
+        self._db.add_policy(policy)
+        return policy
+
+    def get_policy(self, name: str) -> Policy:
+        try:
+            return self._db.get_policy(name)
+        except NotFound:
+            if name in PRESETS:
+                return PRESETS[name]
+            raise
+
+    def list_policies(self) -> list[Policy]:
+        stored = self._db.list_policies()
+        return [*PRESETS.values(), *stored]
+
+    # -- workloads ----------------------------------------------------------------------
+    def create_workload(
+        self,
+        name: str,
+        site: str,
+        selector: Selector,
+        policy: str,
+        targets: Iterable[str] = (),
+        project: str = "default",
+    ) -> Workload:
+        w = Workload(
+            name=check_name(name, "workload.name"),
+            site=site,
+            selector=selector,
+            policy=policy,
+            targets=tuple(targets),
+            project=project,
+        )
+        problems = []
+        for s in (w.site, *w.targets):
+            try:
+                self._db.get_site(s)
+            except NotFound:
+                problems.append(f"site {s!r} does not exist")
+        try:
+            self.get_policy(policy)
+        except NotFound:
+            problems.append(f"policy {policy!r} does not exist")
+        if problems:
+            raise InvalidInput("; ".join(problems), field="workload")
+        self._db.add_workload(w)
+        return w
+
+    def get_workload(self, name: str) -> Workload:
+        return self._db.get_workload(name)
+
+    def list_workloads(self, project: str | None = None) -> list[Workload]:
+        return self._db.list_workloads(project)
+
+    def resolve(self, workload: Workload) -> ResourceGraph:
+        """The workload's graph as it is now on its site (selectors are re-resolved)."""
+        graph = self.driver(workload.site).discover(workload.selector)
+        if not graph.of_kind(ResourceKind.SERVER) and not graph.of_kind(ResourceKind.VOLUME):
+            raise InvalidInput(
+                f"the selector matches nothing at site {workload.site}", field="workload.selector"
+            )
+        return graph
+
+    # -- recovery plans -----------------------------------------------------------------
+    def set_plan(self, data: Mapping[str, Any]) -> RecoveryPlan:
+        plan = load(RecoveryPlan, data, "plan")
+        self._db.get_workload(plan.workload)
+        self._db.get_site(plan.target)
+        self._db.set_plan(plan)
+        return plan
+
+    def recovery_plan(self, workload: Workload, target: str, graph: ResourceGraph) -> RecoveryPlan:
+        try:
+            return self._db.get_plan(workload.name, target)
+        except NotFound:
+            return default_recovery_plan(workload, target, graph)
+
+    # -- checkpoints --------------------------------------------------------------------
+    def list_checkpoints(
+        self, workload: str | None = None, site: str | None = None
+    ) -> list[Checkpoint]:
+        return self._db.list_checkpoints(workload=workload, site=site)
+
+    def get_checkpoint(self, checkpoint_id: str) -> Checkpoint:
+        return self._db.get_checkpoint(checkpoint_id)
+
+    def catalogue(self, site: str, workload: str | None = None) -> list[Checkpoint]:
+        """Checkpoints read from a site's repository (works with the state DB lost)."""
+        labels = {"workload": workload} if workload else None
+        found = []
+        for m in self.repository(site).list_manifests("checkpoint", labels):
+            cp = load(Checkpoint, m.body)
+            self._db.put_checkpoint(cp, sites=[site])
+            found.append(cp)
+        return sorted(found, key=lambda c: -c.created_at)
+
+    def latest_checkpoint(self, workload: str, site: str) -> Checkpoint | None:
+        cps = self._db.list_checkpoints(workload=workload, site=site)
+        if not cps:
+            try:
+                cps = self.catalogue(site, workload)
+            except SeawallError:
+                cps = []
+        return cps[0] if cps else None
+
+    def verify_checkpoint(
+        self,
+        checkpoint_id: str,
+        site: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Read back and authenticate every byte of a checkpoint's volume images."""
+        sites = [site] if site else self._db.checkpoint_sites(checkpoint_id)
+        report: dict[str, Any] = {"checkpoint": checkpoint_id, "sites": {}}
+        for s in sites:
+            repo = self.repository(s)
+            cp = load(Checkpoint, repo.load_manifest(checkpoint_id).body)
+            total = sum(v.size for v in cp.volumes)
+            done = 0
+            volumes = []
+            for v in cp.volumes:
+                nbytes = 0
+                ok, why = True, ""
+                try:
+                    for _off, data in repo.read_volume(v.image_id):
+                        nbytes += len(data)
+                        if progress:
+                            progress(done + _off + len(data), total)
+                except SeawallError as exc:
+                    ok, why = False, str(exc)
+                done += v.size
+                volumes.append(
+                    {
+                        "volume_id": v.volume_id,
+                        "image_id": v.image_id,
+                        "ok": ok,
+                        "bytes": nbytes,
+                        "why": why,
+                    }
+                )
+            report["sites"][s] = {"ok": all(v["ok"] for v in volumes), "volumes": volumes}
+        report["ok"] = all(s["ok"] for s in report["sites"].values())
+        return report
+
+    # -- planning (dry run) -------------------------------------------------------------
+    def _target(self, workload: Workload, target: str | None) -> str:
+        if target:
+            self._db.get_site(target)
+            return target
+        if not workload.targets:
+            raise InvalidInput(
+                f"workload {workload.name} has no target site; pass --target", field="target"
+            )
+        return workload.targets[0]
+
+    def plan_protect(
+        self, workload: Workload, run_id: str, kind: RunKind = RunKind.PROTECT
+    ) -> FlowPlan:
+        policy = self.get_policy(workload.policy)
+        graph = self.resolve(workload)
+        previous = self.latest_checkpoint(workload.name, workload.site)
+        if kind is RunKind.REPROTECT or (
+            previous is None and workload.site != self._origin_site(workload)
+        ):
+            previous = self._recovery_base(workload) or previous
+        return plan_protect(
+            run_id=run_id,
+            workload=workload,
+            policy=policy,
+            graph=graph,
+            checkpoint_id=new_id("cp"),
+            created_at=time.time(),
+            previous=previous,
+            kind=kind,
+        )
+
+    def _origin_site(self, workload: Workload) -> str:
+        return workload.site
+
+    def _recovery_base(self, workload: Workload) -> Checkpoint | None:
+        """After a recovery to this site: the recovered volumes as a change-tracking base.
+
+        The recovery's verification snapshots hold exactly the checkpoint's bytes, so
+        the first checkpoint here reads only what changed since the recovery.
+        """
+        runs = self._db.list_runs(workload=workload.name, states=[RunState.SUCCEEDED])
+        for run in runs:
+            if (
+                run.kind in (RunKind.FAILOVER, RunKind.MIGRATE, RunKind.FAILBACK)
+                and run.result.get("target") == workload.site
+            ):
+                volumes = []
+                for key, value in run.result.items():
+                    if key.startswith("verify:") and value.get("snapshot_id"):
+                        volumes.append(
+                            VolumeImageRef(
+                                volume_id=value["volume_id"],
+                                image_id=value["image_id"],
+                                size=0,
+                                snapshot_id=value["snapshot_id"],
+                            )
+                        )
+                cp_id = str(run.result.get("checkpoint_id", ""))
+                if not volumes:
+                    return None
+                return Checkpoint(
+                    id=cp_id,
+                    workload=workload.name,
+                    site=workload.site,
+                    created_at=run.created_at,
+                    graph=self.resolve(workload),
+                    volumes=tuple(volumes),
+                )
+            if run.kind in (RunKind.PROTECT, RunKind.REPROTECT):
+                return None
+        return None
+
+    def plan_recover(
+        self,
+        workload: Workload,
+        run_id: str,
+        *,
+        mode: RecoverMode,
+        kind: RunKind,
+        checkpoint_id: str | None = None,
+        target: str | None = None,
+    ) -> tuple[FlowPlan, Checkpoint, RecoveryPlan]:
+        """Compile a failover/drill and preflight it: every problem at once, nothing created."""
+        tgt = target or (
+            workload.site if mode is RecoverMode.DRILL and not workload.targets else None
+        )
+        tgt = self._target(workload, tgt)
+        problems: list[str] = []
+        cp: Checkpoint | None = None
+        try:
+            self.driver(tgt).ping()
+        except SeawallError as exc:
+            problems.append(f"target site {tgt}: {exc}")
+        try:
+            if checkpoint_id:
+                cp = load(Checkpoint, self.repository(tgt).load_manifest(checkpoint_id).body)
+            else:
+                cp = self.latest_checkpoint(workload.name, tgt) or next(
+                    iter(self.catalogue(tgt, workload.name)), None
+                )
+                if cp is None:
+                    problems.append(f"no checkpoint of {workload.name} is available at site {tgt}")
+        except SeawallError as exc:
+            problems.append(f"checkpoint unreadable at {tgt}: {exc}")
+        if cp is None:
+            raise PreflightFailed(problems or ["no checkpoint"])
+        plan = self.recovery_plan(workload, tgt, cp.graph)
+        try:
+            names: dict[str, frozenset[str]] = {}
+            for kind_ in ResourceKind:
+                names[kind_.value] = frozenset(
+                    r.name for r in self.driver(tgt).list_resources(kind_)
+                )
+            quotas = self.driver(tgt).quotas()
+        except SeawallError:
+            names, quotas = {}, {}
+        problems += recovery_problems(
+            checkpoint=cp, plan=plan, target_names=names, quotas=quotas, mode=mode
+        )
+        if problems:
+            raise PreflightFailed(problems)
+        flow = plan_recover(
+            run_id=run_id, kind=kind, mode=mode, checkpoint=cp, plan=plan, repository_site=tgt
+        )
+        return flow, cp, plan
+
+    def plan_migrate(
+        self,
+        workload: Workload,
+        run_id: str,
+        *,
+        kind: RunKind = RunKind.MIGRATE,
+        target: str | None = None,
+    ) -> tuple[FlowPlan, Checkpoint, RecoveryPlan]:
+        """Fence the primary, take a final checkpoint, replicate it, recover at the target."""
+        tgt = self._target(workload, target)
+        policy = self.get_policy(workload.policy)
+        problems: list[str] = []
+        for s in (workload.site, tgt):
+            try:
+                self.driver(s).ping()
+                self.repository(s)
+            except SeawallError as exc:
+                problems.append(f"site {s}: {exc}")
+        if problems:
+            raise PreflightFailed(problems)
+        graph = self.resolve(workload)
+        previous = self.latest_checkpoint(workload.name, workload.site) or self._recovery_base(
+            workload
+        )
+        cp_id = new_id("cp")
+        now = time.time()
+        final = protect_stages(
+            run_id=run_id,
+            workload=workload,
+            policy=policy,
+            graph=graph,
+            site=workload.site,
+            checkpoint_id=cp_id,
+            created_at=now,
+            previous=previous,
+            targets=[tgt],
+            prefix="final-",
+        )
+        # A migration's final checkpoint is taken with every server off: no quiesce needed.
+        final = tuple(
+            s
+            for s in final
+            if not s.name.startswith("final-quiesce") and not s.name.startswith("final-thaw")
+        )
+        fence = fence_stage(workload.site, graph.of_kind(ResourceKind.SERVER))
+        cp = Checkpoint(
+            id=cp_id, workload=workload.name, site=workload.site, created_at=now, graph=graph
+        )
+        plan = self.recovery_plan(workload, tgt, graph)
+        names = {
+            k.value: frozenset(r.name for r in self.driver(tgt).list_resources(k))
+            for k in ResourceKind
+        }
+        problems = recovery_problems(
+            checkpoint=cp,
+            plan=plan,
+            target_names=names,
+            quotas=self.driver(tgt).quotas(),
+            mode=RecoverMode.MIGRATE,
+        )
+        if problems:
+            raise PreflightFailed(problems)
+        prelude = ((fence,) if fence else ()) + final
+        flow = plan_recover(
+            run_id=run_id,
+            kind=kind,
+            mode=RecoverMode.MIGRATE,
+            checkpoint=cp,
+            plan=plan,
+            repository_site=tgt,
+            prelude=prelude,
+            checkpoint_symbol="final-checkpoint",
+        )
+        return flow, cp, plan
+
+    def plan_operation(
+        self,
+        operation: str,
+        workload_name: str,
+        *,
+        target: str | None = None,
+        checkpoint_id: str | None = None,
+    ) -> FlowPlan:
+        """The compiled steps of an operation, without running anything (dry run)."""
+        w = self.get_workload(workload_name)
+        run_id = "run-dry-run"
+        op = RunKind(operation)
+        if op in (RunKind.PROTECT, RunKind.REPROTECT):
+            return self.plan_protect(w, run_id, op)
+        if op is RunKind.FAILOVER:
+            return self.plan_recover(
+                w,
+                run_id,
+                mode=RecoverMode.FAILOVER,
+                kind=op,
+                checkpoint_id=checkpoint_id,
+                target=target,
+            )[0]
+        if op is RunKind.DRILL:
+            return self.plan_recover(
+                w,
+                run_id,
+                mode=RecoverMode.DRILL,
+                kind=op,
+                checkpoint_id=checkpoint_id,
+                target=target,
+            )[0]
+        return self.plan_migrate(w, run_id, kind=op, target=target)[0]
+
+    # -- operations ---------------------------------------------------------------------
+    def protect(self, workload_name: str) -> Run:
+        w = self.get_workload(workload_name)
+        run_id = new_id("run")
+        return self._execute(w, self.plan_protect(w, run_id), {})
+
+    def failover(
+        self, workload_name: str, *, checkpoint_id: str | None = None, target: str | None = None
+    ) -> Run:
+        w = self.get_workload(workload_name)
+        run_id = new_id("run")
+        flow, cp, plan = self.plan_recover(
+            w,
+            run_id,
+            mode=RecoverMode.FAILOVER,
+            kind=RunKind.FAILOVER,
+            checkpoint_id=checkpoint_id,
+            target=target,
+        )
+        return self._execute(
+            w, flow, {"target": plan.target, "source": w.site, "checkpoint_id": cp.id}
+        )
+
+    def drill(
+        self, workload_name: str, *, checkpoint_id: str | None = None, target: str | None = None
+    ) -> Run:
+        w = self.get_workload(workload_name)
+        run_id = new_id("run")
+        flow, cp, plan = self.plan_recover(
+            w,
+            run_id,
+            mode=RecoverMode.DRILL,
+            kind=RunKind.DRILL,
+            checkpoint_id=checkpoint_id,
+            target=target,
+        )
+        return self._execute(
+            w, flow, {"target": plan.target, "source": w.site, "checkpoint_id": cp.id}
+        )
+
+    def migrate(self, workload_name: str, *, target: str | None = None) -> Run:
+        w = self.get_workload(workload_name)
+        run_id = new_id("run")
+        flow, cp, plan = self.plan_migrate(w, run_id, target=target)
+        return self._execute(
+            w, flow, {"target": plan.target, "source": w.site, "checkpoint_id": cp.id}
+        )
+
+    def reprotect(self, workload_name: str) -> Run:
+        """Protect the recovered copy back towards the old primary (only what changed)."""
+        w = self.get_workload(workload_name)
+        if not w.targets:
+            raise Conflict(f"workload {w.name} has no site to protect back to")
+        for t in w.targets:
+            self.driver(t).ping()
+            self.repository(t)
+        run_id = new_id("run")
+        return self._execute(w, self.plan_protect(w, run_id, RunKind.REPROTECT), {})
+
+    def failback(self, workload_name: str) -> Run:
+        """Planned migration back to the original site, after reprotect."""
+        w = self.get_workload(workload_name)
+        if not w.targets:
+            raise Conflict(f"workload {w.name} has no site to fail back to")
+        run_id = new_id("run")
+        flow, cp, plan = self.plan_migrate(w, run_id, kind=RunKind.FAILBACK, target=w.targets[0])
+        return self._execute(
+            w, flow, {"target": plan.target, "source": w.site, "checkpoint_id": cp.id}
+        )
+
+    # -- runs ---------------------------------------------------------------------------
+    def _execute(self, w: Workload, flow: FlowPlan, params: Mapping[str, Any]) -> Run:
+        run = Run(
+            id=flow.run_id,
+            kind=flow.kind,
+            workload=w.name,
+            created_at=time.time(),
+            params={"title": flow.title, **params},
+            project=w.project,
+        )
+        self._db.add_run(run)
+        self._db.update_run_result(run.id, {**params, "owner": owner()})
+        self._db.set_run_state(run.id, RunState.RUNNING)
+        for listener in self._listeners:
+            listener(run.id)
+        state, error = self.runner.start(flow)
+        return self._finalize(run.id, state, error)
+
+    _listeners: list[Callable[[str], None]] = []
+
+    def on_run_started(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(run_id)`` as each run starts (the CLI shows progress with it)."""
+        self._listeners = [*self._listeners, listener]
+
+    def _finalize(self, run_id: str, engine_state: str, error: str) -> Run:
+        run = self._db.get_run(run_id)
+        result = dict(run.result)
+        cancelled = self._db.cancel_requested(run_id)
+        if engine_state == tf_states.SUCCESS:
+            partial = []
+            for key, value in result.items():
+                if (
+                    key.startswith(("check:", "verify:"))
+                    and isinstance(value, dict)
+                    and not value.get("ok", value.get("verified", True))
+                ):
+                    partial.append(f"{key}: {value.get('why', 'failed')}")
+                if (
+                    key.startswith("replication:")
+                    and isinstance(value, dict)
+                    and not value.get("ok")
+                ):
+                    partial.append(f"{key}: {value.get('error', 'failed')}")
+            if run.kind is RunKind.DRILL and result.get("residue", 0):
+                partial.append(f"drill left {result['residue']} resource(s) behind")
+            extra = self._measure(run, result)
+            self._db.update_run_result(run_id, extra)
+            final = RunState.PARTIALLY_FAILED if partial else RunState.SUCCEEDED
+            run = self._db.set_run_state(run_id, final, error="; ".join(partial) or None)
+            if final is RunState.SUCCEEDED:
+                self._after_success(run)
+            else:
+                self._db.add_event(
+                    "run-partially-failed",
+                    f"{run.kind.value} {run.workload}: {'; '.join(partial)}",
+                    severity="warning",
+                    workload=run.workload,
+                    run_id=run_id,
+                )
+            return run
+        if engine_state == tf_states.REVERTED:
+            final = RunState.CANCELLED if cancelled else RunState.REVERTED
+            if run.state is RunState.RUNNING and not cancelled:
+                run = self._db.set_run_state(run_id, RunState.REVERTING)
+        else:
+            final = RunState.FAILED
+        if final not in RUN_TRANSITIONS[run.state]:
+            final = RunState.FAILED
+        run = self._db.set_run_state(run_id, final, error=error or engine_state)
+        self._db.add_event(
+            "run-failed" if final is not RunState.CANCELLED else "run-cancelled",
+            f"{run.kind.value} {run.workload} {final.value}: {error}",
+            severity="error" if final is not RunState.CANCELLED else "info",
+            workload=run.workload,
+            run_id=run_id,
+        )
+        return run
+
+    def _measure(self, run: Run, result: Mapping[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        out: dict[str, Any] = {"duration_seconds": round(now - run.created_at, 3)}
+        if run.kind in (RunKind.FAILOVER, RunKind.MIGRATE, RunKind.FAILBACK, RunKind.DRILL):
+            healthy = [
+                v["at"]
+                for k, v in result.items()
+                if k.startswith("check:") and isinstance(v, dict) and v.get("ok")
+            ]
+            out["rto_seconds"] = round((max(healthy) if healthy else now) - run.created_at, 3)
+            verifies = [v for k, v in result.items() if k.startswith("verify:")]
+            out["verified"] = (
+                bool(verifies)
+                and all(v.get("verified") for v in verifies)
+                and all(v.get("ok") for k, v in result.items() if k.startswith("check:"))
+            )
+            if run.kind is not RunKind.DRILL:
+                cp_id = result.get("checkpoint_id")
+                try:
+                    cp = self._db.get_checkpoint(str(cp_id))
+                    out["data_loss_window_seconds"] = round(run.created_at - cp.created_at, 3)
+                except SeawallError:
+                    pass
+        return out
+
+    def _after_success(self, run: Run) -> None:
+        """A successful recovery makes the target the workload's site (reversed roles)."""
+        if run.kind in (RunKind.FAILOVER, RunKind.MIGRATE, RunKind.FAILBACK):
+            w = self._db.get_workload(run.workload)
+            target = str(run.result["target"])
+            source = str(run.result["source"])
+            names = tuple(s.name for s in self._recovered_servers(run))
+            selector = w.selector
+            if selector.kind.value == "members" and names:
+                selector = Selector(selector.kind, members=names)
+            targets = (source, *[t for t in w.targets if t not in (target, source)])
+            self._db.update_workload(replace(w, site=target, targets=targets, selector=selector))
+            self._db.add_event(
+                f"{run.kind.value}-completed",
+                f"{w.name} now runs at {target}; protect it back with `seawall reprotect {w.name}`",
+                workload=w.name,
+                run_id=run.id,
+            )
+
+    def _recovered_servers(self, run: Run) -> list[Any]:
+        out = []
+        for rec in self._db.list_created(run.id):
+            if rec.kind == ResourceKind.SERVER.value and not rec.removed:
+                r = self.driver(rec.site).get(_ref(ResourceKind.SERVER, rec.resource_id))
+                if r is not None:
+                    out.append(r)
+        return out
+
+    def get_run(self, run_id: str) -> Run:
+        return self._db.get_run(run_id)
+
+    def list_runs(self, workload: str | None = None, limit: int = 50) -> list[Run]:
+        return self._db.list_runs(workload=workload, limit=limit)
+
+    def steps(self, run_id: str) -> list[Step]:
+        return self._db.list_steps(run_id)
+
+    def cancel(self, run_id: str) -> Run:
+        run = self._db.get_run(run_id)
+        if run.state not in UNFINISHED:
+            raise Conflict(
+                f"run {run_id} is {run.state.value}; only unfinished runs can be cancelled"
+            )
+        self._db.request_cancel(run_id)
+        if run.state is RunState.PENDING:
+            return self._db.set_run_state(run_id, RunState.CANCELLED)
+        if run.state is RunState.RUNNING:
+            return self._db.set_run_state(run_id, RunState.CANCELLING)
+        return self._db.get_run(run_id)
+
+    def resume_unfinished(self) -> list[Run]:
+        """Continue every run whose process died: resumed to the end, or reverted."""
+        done = []
+        me = owner()
+        for run in self._db.list_runs(states=UNFINISHED, limit=1000):
+            info = run.result.get("owner", {})
+            if isinstance(info, dict) and owner_alive(info):
+                continue
+            lease = f"run:{run.id}"
+            if not self._db.acquire_lease(lease, f"{me['host']}:{me['pid']}", ttl=3600):
+                continue
+            try:
+                self._db.update_run_result(run.id, {"owner": me, "resumed": True})
+                if run.state is RunState.PENDING:
+                    self._db.set_run_state(run.id, RunState.RUNNING)
+                for listener in self._listeners:
+                    listener(run.id)
+                try:
+                    state, error = self.runner.resume(run.id)
+                except NotFound as exc:
+                    state, error = tf_states.FAILURE, str(exc)
+                done.append(self._finalize(run.id, state, error))
+            finally:
+                self._db.release_lease(lease, f"{me['host']}:{me['pid']}")
+        return done
+
+    # -- reports ------------------------------------------------------------------------
+    def achieved_rpo(self, workload: str, site: str | None = None) -> float | None:
+        w = self.get_workload(workload)
+        at = site or (w.targets[0] if w.targets else w.site)
+        cps = self._db.list_checkpoints(workload=workload, site=at)
+        return round(time.time() - cps[0].created_at, 3) if cps else None
+
+    def plugins(self) -> list[dict[str, str]]:
+        return [dump(p) for p in registry().describe()]
+
+
+def _ref(kind: ResourceKind, rid: str) -> Any:
+    from seawall.model import ResourceRef
+
+    return ResourceRef(kind, rid)
