@@ -638,7 +638,7 @@ class StateStore:
     def _add(self, table: sa.Table, what: str, name: str, values: Mapping[str, Any]) -> None:
         stmt = self._insert(table).values(dict(values)).on_conflict_do_nothing()
         with self._tx(write=True) as conn:
-            if conn.execute(stmt).rowcount == 0:
+            if not _inserted(conn, stmt):
                 raise _conflict(what, name)
 
     def _get_doc(self, table: sa.Table, what: str, name: str) -> Any:
@@ -741,7 +741,7 @@ class StateStore:
         values = {**_run_row(run), "cancel_requested": run.state is RunState.CANCELLING}
         with self._tx(write=True) as conn:
             stmt = self._insert(runs_t).values(values).on_conflict_do_nothing()
-            if conn.execute(stmt).rowcount == 0:
+            if not _inserted(conn, stmt):
                 raise _conflict("run", run.id)
 
     def get_run(self, id: str) -> Run:
@@ -866,10 +866,8 @@ class StateStore:
             if not conn.execute(sa.select(runs_t.c.pk).where(runs_t.c.id == run_id)).first():
                 raise _not_found("run", run_id)
             fresh = _step_times(Step(run_id, name, StepState.PENDING), state, now, progress, detail)
-            inserted = conn.execute(
-                self._insert(steps_t).values(_step_row(fresh)).on_conflict_do_nothing()
-            ).rowcount
-            if inserted:
+            stmt = self._insert(steps_t).values(_step_row(fresh)).on_conflict_do_nothing()
+            if _inserted(conn, stmt):
                 return
             row = conn.execute(
                 sa.select(steps_t)
@@ -1060,12 +1058,12 @@ class StateStore:
             )
             if res.rowcount:
                 return True
-            res = conn.execute(
+            stmt = (
                 self._insert(leases_t)
                 .values(name=name, holder=holder, expires_at=now + ttl)
                 .on_conflict_do_nothing()
             )
-            return bool(res.rowcount)
+            return _inserted(conn, stmt)
 
     def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up early; a no-op unless ``holder`` holds it."""
@@ -1094,6 +1092,16 @@ def _not_found(what: str, name: str) -> NotFound:
 
 def _conflict(what: str, name: str) -> Conflict:
     return Conflict(f"{what} {name!r} already exists; pick another name or remove it first")
+
+
+def _inserted(conn: Connection, stmt: pg_dialect.Insert | sqlite_dialect.Insert) -> bool:
+    """Whether an INSERT ... ON CONFLICT DO NOTHING inserted its row.
+
+    Asked with RETURNING because ``rowcount`` of such an INSERT is -1 with psycopg.
+    """
+    table = stmt.table
+    assert isinstance(table, sa.Table)
+    return conn.execute(stmt.returning(*table.primary_key.columns)).first() is not None
 
 
 def _reason(exc: sa_exc.DBAPIError) -> str:
