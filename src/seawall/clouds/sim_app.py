@@ -13,8 +13,8 @@ SEAWALL_VOLUMES and SEAWALL_CBT (``os.pathsep``-joined, in attach order), SEAWAL
 (JSON ``{hostname: "addr:port"}``).
 
 HTTP:
-    GET  /health   200 {role, hostname, ok: true, volumes: [sha256...]}; 503 if a
-                   required peer is unhealthy
+    GET  /health   200 {role, hostname, ok: true, volumes: [sha256...], peers: [host...]};
+                   503 if a required peer is unhealthy
     GET  /volumes  200 {volumes: [sha256...]}
     POST /write    {volume, offset, length, seed} -> deterministic pseudo-random bytes
                    written and fsync'd; 200 {sha256}
@@ -116,6 +116,7 @@ class App:
             "hostname": self.hostname,
             "ok": not down,
             "volumes": self.volume_hashes(),
+            "peers": sorted(self.peers),
         }
         if down:
             body["unhealthy_peers"] = down
