@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+
 from seawall.repo import Repository
 
 PASS = "correct horse battery staple"
