@@ -831,7 +831,8 @@ class StateStore:
         row = conn.execute(
             sa.select(runs_t.c.doc, runs_t.c.cancel_requested)
             .where(runs_t.c.id == id)
-            .with_for_update()
+            # NO KEY UPDATE: steps' foreign-key checks on this run need not wait for us
+            .with_for_update(key_share=True)
         ).first()
         if row is None:
             raise _not_found("run", id)
