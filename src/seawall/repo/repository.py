@@ -571,6 +571,7 @@ class Repository:
     def _refresh_index(self) -> None:
         """Load index files written since the last look (by this or another process)."""
         names = [b.key for b in self.storage.list(INDEX_PREFIX)]
+        damaged = False
         for name in names:
             if name in self._index_files or name in self.index_errors:
                 continue
@@ -581,10 +582,27 @@ class Repository:
             except CorruptObject as exc:
                 log.warning("%s", exc)
                 self.index_errors[name] = str(exc)
+                damaged = True
                 continue
             with self._mutex:
                 self._merge(packs)
                 self._index_files.add(name)
+        if damaged:
+            # Packs describe themselves: recover what the damaged index files listed from
+            # the trailers of packs no readable index names (prune rewrites the index).
+            with self._mutex:
+                covered = {loc.pack for loc in self._index.values()}
+            for b in self.storage.list(DATA_PREFIX):
+                pack_id = bytes.fromhex(b.key.rsplit("/", 1)[-1])
+                if pack_id in covered:
+                    continue
+                try:
+                    entries = self.read_pack_trailer(pack_id, b.size)
+                except (CorruptObject, NotFound) as exc:
+                    log.warning("%s", exc)
+                    continue
+                with self._mutex:
+                    self._merge({pack_id: entries})
 
     def _load_index_file(self, name: str) -> dict[bytes, list[BlobEntry]]:
         data = self.storage.get(name)
