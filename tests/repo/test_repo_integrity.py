@@ -113,7 +113,7 @@ def test_damaged_config_and_key_file(storage: MemoryStorage) -> None:
 
 
 def test_corrupt_index_is_recovered_by_prune(filled: tuple[Repository, str, str, bytes]) -> None:
-    repo, a, b, data = filled
+    repo, a, _, data = filled
     storage = repo.storage
     assert isinstance(storage, MemoryStorage)
     for blob in storage.list("index/"):

@@ -61,7 +61,9 @@ def test_get_put_is_identity(data: bytes) -> None:
 
 @SETTINGS
 @given(volume_and_writes())
-def test_incremental_with_extents_is_identity(case: tuple[bytes, bytes, list[tuple[int, int]]]) -> None:
+def test_incremental_with_extents_is_identity(
+    case: tuple[bytes, bytes, list[tuple[int, int]]],
+) -> None:
     base, new, extents = case
     repo = _new_repo()
     b = repo.write_volume("v", BytesSource(base))
