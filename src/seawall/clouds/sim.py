@@ -425,6 +425,21 @@ def _signal_group(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
+def _wait_for_stopped(pid: int, timeout: float) -> None:
+    """SIGSTOP is asynchronous; a freeze is only done once the kernel says "stopped"."""
+    deadline = time.monotonic() + timeout
+    path = f"/proc/{pid}/stat"
+    while os.path.exists(path):
+        with contextlib.suppress(OSError):
+            with open(path, "rb") as f:
+                stat = f.read()
+            if stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] in (b"T", b"t", b"Z"):
+                return
+        if time.monotonic() > deadline:
+            raise StepTimeout(f"process {pid} did not stop within {timeout:g}s")
+        time.sleep(0.002)
+
+
 def _terminate(procs: Iterable[tuple[int, int]], grace: float) -> None:
     """SIGTERM every process group, SIGKILL what is left after ``grace`` seconds."""
     live = [(p, t) for p, t in procs if _alive(p, t)]
@@ -1255,6 +1270,7 @@ class SimDriver:
                 stack.callback(os.close, fd)
                 stack.enter_context(_exclusive(fd, f"freezing {row.name}", self.lock_timeout))
             _signal_group(proc.pid, signal.SIGSTOP)
+            _wait_for_stopped(proc.pid, self.lock_timeout)
 
     def wait_for_status(self, ref: ResourceRef, status: str, timeout: float) -> Resource:
         """Poll until ``attrs["status"]`` is ``status`` (case-insensitive; resources
