@@ -67,7 +67,7 @@ def _load(tp: Any, data: Any, path: str) -> Any:
             except InvalidInput as exc:
                 errors.append(exc)
         raise errors[0] if errors else InvalidInput("unexpected null", field=path)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(data, tp):
             return data
         if not isinstance(data, Mapping):
@@ -760,7 +760,9 @@ STEP_TRANSITIONS: Mapping[StepState, frozenset[StepState]] = {
     StepState.RUNNING: frozenset(
         {StepState.DONE, StepState.FAILED, StepState.RUNNING, StepState.REVERTING}
     ),
-    StepState.DONE: frozenset({StepState.REVERTING, StepState.REVERTED}),
+    # DONE -> RUNNING: the process died after the step's work but before the engine
+    # recorded it; on resume the (idempotent) step runs again.
+    StepState.DONE: frozenset({StepState.REVERTING, StepState.REVERTED, StepState.RUNNING}),
     StepState.FAILED: frozenset({StepState.RUNNING, StepState.REVERTING, StepState.REVERTED}),
     StepState.SKIPPED: frozenset(),
     StepState.REVERTING: frozenset({StepState.REVERTED, StepState.FAILED, StepState.REVERTING}),

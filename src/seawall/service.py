@@ -180,11 +180,11 @@ class Service:
         if init_repository and repository:
             source = self.repository(key_from) if key_from else None
             storage = open_storage(repository)
+            kdf = os.environ.get("SEAWALL_KDF", "default")
             try:
-                Repository.open(storage, self.passphrase()).close()
-            except KeyMissing:
-                kdf = os.environ.get("SEAWALL_KDF", "default")
                 Repository.init(storage, self.passphrase(), key_from=source, kdf=kdf).close()
+            except Conflict:
+                Repository.open(storage, self.passphrase()).close()
         self._db.add_site(site)
         return site
 
@@ -513,12 +513,7 @@ class Service:
             previous=previous,
             targets=[tgt],
             prefix="final-",
-        )
-        # A migration's final checkpoint is taken with every server off: no quiesce needed.
-        final = tuple(
-            s
-            for s in final
-            if not s.name.startswith("final-quiesce") and not s.name.startswith("final-thaw")
+            quiesce=False,
         )
         fence = fence_stage(workload.site, graph.of_kind(ResourceKind.SERVER))
         cp = Checkpoint(

@@ -140,14 +140,19 @@ def protect_stages(
     previous: Checkpoint | None,
     targets: Sequence[str],
     prefix: str = "",
+    quiesce: bool = True,
 ) -> tuple[Stage, ...]:
-    """The stages of one checkpoint; ``prefix`` namespaces them inside a bigger run."""
+    """The stages of one checkpoint; ``prefix`` namespaces them inside a bigger run.
+
+    ``quiesce=False`` is for a migration's final checkpoint: its servers are already
+    powered off, so there is nothing to freeze.
+    """
     p = prefix
     servers = graph.of_kind(K.SERVER)
     volumes = graph.of_kind(K.VOLUME)
     images = graph.of_kind(K.IMAGE)
     quiesced = [(s, _hooks_for(policy, s)) for s in servers]
-    quiesced = [(s, h) for s, h in quiesced if h]
+    quiesced = [(s, h) for s, h in quiesced if h and quiesce]
 
     check = StepSpec(f"{p}check-site:{site}", "CheckSite", {"site": site})
     freeze = [
@@ -409,6 +414,11 @@ def _needs(graph: ResourceGraph, plan: RecoveryPlan, mode: RecoverMode) -> dict[
     }
 
 
+def _user_tags(r: Resource) -> dict[str, str]:
+    """A resource's own tags (selectors depend on them), without seawall's bookkeeping."""
+    return {k: v for k, v in r.tags.items() if not k.startswith("seawall:")}
+
+
 def _spec_attrs(r: Resource, plan: RecoveryPlan, mode: RecoverMode) -> dict[str, Any]:
     attrs = {k: v for k, v in r.attrs.items() if k not in RUNTIME_ATTRS}
     m = plan.mappings
@@ -478,7 +488,7 @@ def plan_recover(
                 "key": resource_key(run_id, r.ref),
                 "attrs": _spec_attrs(r, plan, mode),
                 "refs": refs,
-                "tags": tags,
+                "tags": tags if drill else {**_user_tags(r), **tags},
                 "source_id": r.id,
             },
             requires=tuple(sorted({sym for syms in refs.values() for sym in syms})),

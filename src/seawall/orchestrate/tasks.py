@@ -448,7 +448,7 @@ class ApplyRetention(SeawallTask):
             except SeawallError:
                 continue  # an unreachable target keeps its copies until next time
             mine = repo.list_manifests("checkpoint", {"workload": args["workload"]})
-            created = {m.id: m.created_at for m in mine}
+            created = {m.id: m.created_at.timestamp() for m in mine}
             keep = select_kept(created, retention) | {args["keep"]}
             for m in mine:
                 if m.id not in keep:
@@ -743,9 +743,11 @@ class CleanupDrill(SeawallTask):
         removed = cleanup_run(ctx.rt, driver, args["site"], ctx.run_id)
         left = tagged(driver, ctx.run_id)
         for rec in ctx.rt.db.list_created(ctx.run_id):
-            if rec.site == args["site"] and driver.get(
-                ResourceRef(ResourceKind(rec.kind), rec.resource_id)
-            ) and all(r.id != rec.resource_id for r in left):
+            if (
+                rec.site == args["site"]
+                and driver.get(ResourceRef(ResourceKind(rec.kind), rec.resource_id))
+                and all(r.id != rec.resource_id for r in left)
+            ):
                 left.append(Resource(ResourceKind(rec.kind), rec.resource_id, rec.key))
         ctx.note("residue", len(left))
         ctx.note(
