@@ -1,0 +1,581 @@
+"""``seawall repo ...`` and ``seawall volume ...``: the repository engine on the command line.
+
+Two module-level click groups, :data:`repo_group` and :data:`volume_group`, which the
+root ``seawall`` command adds. The passphrase comes from ``SEAWALL_PASSPHRASE`` or
+``--passphrase-file`` and never from argv (it would show in ``ps`` and shell history).
+Errors print one line and exit with the code of their class in :mod:`seawall.errors`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from seawall.errors import IntegrityError, InvalidInput, NotFound, SeawallError
+from seawall.repo import FileSource, Repository, VolumeImage, init_sharing, sync
+from seawall.storage import StorageBackend, open_storage
+from seawall.storage.wrappers import (
+    RateLimited,
+    Retrying,
+    TokenBucket,
+    parse_size,
+    parse_windows,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PASSPHRASE_ENV = "SEAWALL_PASSPHRASE"
+DST_PASSPHRASE_ENV = "SEAWALL_DST_PASSPHRASE"
+NEW_PASSPHRASE_ENV = "SEAWALL_NEW_PASSPHRASE"
+
+
+# --------------------------------------------------------------------------------------
+# Plumbing shared by the commands
+# --------------------------------------------------------------------------------------
+
+
+def _fail_cleanly(fn: F) -> F:
+    """Map the error tree to one stderr line and the class's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SeawallError as exc:
+            click.echo(f"seawall: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except ValueError as exc:
+            click.echo(f"seawall: error: {exc}", err=True)
+            sys.exit(InvalidInput.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _read_secret(env: str, path: str | None, what: str) -> str:
+    if path:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {what} file {path}: {exc.strerror}") from None
+        return text.rstrip("\r\n")
+    value = os.environ.get(env)
+    if value:
+        return value
+    raise InvalidInput(f"no {what}: set {env} or use --{what.replace(' ', '-')}-file")
+
+
+def _options(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        k, sep, v = p.partition("=")
+        if not sep or not k:
+            raise InvalidInput(f"storage option {p!r} is not KEY=VALUE", field="--option")
+        out[k] = v
+    return out
+
+
+def _storage(url: str, options: Mapping[str, str]) -> StorageBackend:
+    backend = open_storage(url, options)
+    is_local = "://" not in url or url.startswith("file://")
+    return backend if is_local else Retrying(backend)
+
+
+def _open(url: str, passphrase: str, options: Mapping[str, str]) -> Repository:
+    return Repository.open(_storage(url, options), passphrase)
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _emit(as_json: bool, value: Any, text: str) -> None:
+    if as_json:
+        click.echo(json.dumps(_jsonable(value), indent=1, sort_keys=True))
+    else:
+        click.echo(text)
+
+
+@contextlib.contextmanager
+def _progress(label: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr when a human is watching; nothing otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _common(fn: F) -> F:
+    fn = click.option(
+        "--passphrase-file",
+        type=click.Path(dir_okay=False),
+        help=f"File holding the passphrase (default: ${PASSPHRASE_ENV}).",
+    )(fn)
+    fn = click.option(
+        "-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+        help="Storage option, e.g. endpoint=http://127.0.0.1:9000 (repeatable).",
+    )(fn)
+    return fn
+
+
+def _json_flag(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(fn)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+# --------------------------------------------------------------------------------------
+# seawall repo
+# --------------------------------------------------------------------------------------
+
+
+@click.group("repo")
+def repo_group() -> None:
+    """Create, check, maintain and replicate repositories."""
+
+
+@repo_group.command("init")
+@click.argument("url")
+@click.option("--chunk-size", type=int, default=None, help="Volume chunk size in bytes.")
+@click.option("--kdf", type=click.Choice(["default", "fast"]), default="default",
+              help="argon2id cost; 'fast' is for tests and demos only.")
+@click.option("--key-from", "key_from", default=None, metavar="URL",
+              help="Share the master key of this repository (so `repo sync` can copy).")
+@_common
+@_json_flag
+@_fail_cleanly
+def repo_init(url: str, chunk_size: int | None, kdf: str, key_from: str | None,
+              passphrase_file: str | None, options: tuple[str, ...], as_json: bool) -> None:
+    """Create an empty repository at URL."""
+    pw = _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase")
+    opts = _options(options)
+    source = _open(key_from, pw, opts) if key_from else None
+    repo = Repository.init(_storage(url, opts), pw, chunk_size=chunk_size, kdf=kdf,
+                           key_from=source)
+    _emit(as_json, {"id": repo.id, "url": url, "chunk_size": repo.chunk_size},
+          f"created repository {repo.id} at {url}")
+
+
+@repo_group.command("check")
+@click.argument("url")
+@click.option("--read-data", is_flag=True, help="Download and authenticate every byte.")
+@_common
+@_json_flag
+@_fail_cleanly
+def repo_check(url: str, read_data: bool, passphrase_file: str | None,
+               options: tuple[str, ...], as_json: bool) -> None:
+    """Check the repository's structure (and with --read-data, all data)."""
+    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
+                 _options(options))
+    with _progress("checking", not as_json) as progress:
+        report = repo.check(read_data=read_data, progress=progress)
+    repo.close()
+    if as_json:
+        _emit(True, report, "")
+    else:
+        for w in report.warnings:
+            click.echo(f"warning: {w}", err=True)
+        for e in report.errors:
+            click.echo(f"error: {e}")
+        if report.damaged:
+            click.echo("damaged: " + ", ".join(report.damaged))
+        click.echo("no errors found" if report.ok else f"{len(report.errors)} error(s) found")
+    if not report.ok:
+        sys.exit(IntegrityError.exit_code)
+
+
+@repo_group.command("stats")
+@click.argument("url")
+@_common
+@_json_flag
+@_fail_cleanly
+def repo_stats(url: str, passphrase_file: str | None, options: tuple[str, ...],
+               as_json: bool) -> None:
+    """Show sizes, counts and the deduplication ratio."""
+    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
+                 _options(options))
+    s = repo.stats()
+    repo.close()
+    lines = [
+        f"repository  {s['repository_id']}",
+        f"packs       {s['packs']} ({_human(s['pack_bytes'])})",
+        "manifests   " + ", ".join(f"{k}={v}" for k, v in sorted(s["manifests"].items())),
+        f"logical     {_human(s['logical_bytes'])}",
+        f"dedup ratio {s['dedup_ratio']}",
+    ]
+    _emit(as_json, s, "\n".join(lines))
+
+
+@repo_group.command("forget")
+@click.argument("url")
+@click.option("--kind", default="checkpoint", show_default=True, help="Manifest kind.")
+@click.option("--group-by", "group_by", multiple=True,
+              help="Label to group by (default: name for volumes, workload otherwise).")
+@click.option("--keep-last", type=int, default=0)
+@click.option("--keep-hourly", type=int, default=0)
+@click.option("--keep-daily", type=int, default=0)
+@click.option("--keep-weekly", type=int, default=0)
+@click.option("--keep-monthly", type=int, default=0)
+@click.option("--dry-run", is_flag=True)
+@_common
+@_json_flag
+@_fail_cleanly
+def repo_forget(url: str, kind: str, group_by: tuple[str, ...], keep_last: int,
+                keep_hourly: int, keep_daily: int, keep_weekly: int, keep_monthly: int,
+                dry_run: bool, passphrase_file: str | None, options: tuple[str, ...],
+                as_json: bool) -> None:
+    """Remove manifests the retention rules do not keep (data goes at the next prune)."""
+    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
+                 _options(options))
+    groups = list(group_by) or (["name"] if kind == "volume" else ["workload"])
+    removed = repo.forget(kind, groups, keep_last=keep_last, keep_hourly=keep_hourly,
+                          keep_daily=keep_daily, keep_weekly=keep_weekly,
+                          keep_monthly=keep_monthly, dry_run=dry_run)
+    repo.close()
+    verb = "would remove" if dry_run else "removed"
+    _emit(as_json, {"removed": removed, "dry_run": dry_run},
+          "\n".join([*(f"{verb} {m}" for m in removed), f"{verb} {len(removed)} manifest(s)"]))
+
+
+@repo_group.command("prune")
+@click.argument("url")
+@_common
+@_json_flag
+@_fail_cleanly
+def repo_prune(url: str, passphrase_file: str | None, options: tuple[str, ...],
+               as_json: bool) -> None:
+    """Delete data no manifest references (takes the exclusive lock)."""
+    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
+                 _options(options))
+    result = repo.prune()
+    repo.close()
+    _emit(as_json, result, f"deleted {result['packs_deleted']} pack(s), repacked "
+          f"{result['packs_repacked']}, freed {_human(result['bytes_freed'])}")
+
+
+def _sync_cmd(src_url: str, dst_url: str, *, src_pw: str, dst_pw: str,
+              options: Mapping[str, str], dst_options: Mapping[str, str],
+              limit_rate: str | None, limit_windows: str | None,
+              manifests: tuple[str, ...], as_json: bool, verb: str) -> None:
+    src = _open(src_url, src_pw, options)
+    dst_storage = _storage(dst_url, dst_options)
+    rate = parse_size(limit_rate) if limit_rate else 0
+    if limit_windows:
+        dst_storage = RateLimited(dst_storage, TokenBucket(rate, parse_windows(limit_windows)))
+        rate = 0
+    try:
+        dst_storage.stat("config")
+    except NotFound:
+        dst = init_sharing(src, dst_storage)
+    else:
+        dst = Repository.open(dst_storage, dst_pw)
+    with _progress(verb, not as_json) as progress:
+        stats = sync(src, dst, manifests=manifests or None, rate_limit=rate, progress=progress)
+    src.close()
+    dst.close()
+    _emit(as_json, stats, f"{verb}: {stats.manifests_sent} manifest(s), {stats.objects_sent} "
+          f"object(s), {_human(stats.bytes_sent)} sent; {stats.skipped} already there")
+
+
+@repo_group.command("sync")
+@click.argument("src")
+@click.argument("dst")
+@click.option("--limit-rate", default=None, metavar="RATE", help="e.g. 50MiB/s")
+@click.option("--limit-windows", default=None, metavar="SPEC",
+              help='Rates by time of day, e.g. "08:00-18:00=10MiB,18:00-08:00=0" (0 = none).')
+@click.option("--manifest", "manifests", multiple=True, help="Only these (and their refs).")
+@click.option("--dst-passphrase-file", type=click.Path(dir_okay=False),
+              help=f"Passphrase of DST (default: ${DST_PASSPHRASE_ENV}, else the source's).")
+@click.option("--dst-option", "dst_options", multiple=True, metavar="KEY=VALUE")
+@_common
+@_json_flag
+@_fail_cleanly
+def repo_sync(src: str, dst: str, limit_rate: str | None, limit_windows: str | None,
+              manifests: tuple[str, ...], dst_passphrase_file: str | None,
+              dst_options: tuple[str, ...], passphrase_file: str | None,
+              options: tuple[str, ...], as_json: bool) -> None:
+    """Copy what DST lacks from SRC (DST is created sharing SRC's key if absent)."""
+    pw = _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase")
+    dst_pw = (_read_secret(DST_PASSPHRASE_ENV, dst_passphrase_file, "dst passphrase")
+              if dst_passphrase_file or os.environ.get(DST_PASSPHRASE_ENV) else pw)
+    _sync_cmd(src, dst, src_pw=pw, dst_pw=dst_pw, options=_options(options),
+              dst_options=_options(dst_options), limit_rate=limit_rate,
+              limit_windows=limit_windows, manifests=manifests, as_json=as_json, verb="sync")
+
+
+@repo_group.command("export")
+@click.argument("url")
+@click.argument("directory", type=click.Path(file_okay=False))
+@_common
+@_json_flag
+@_fail_cleanly
+def repo_export(url: str, directory: str, passphrase_file: str | None,
+                options: tuple[str, ...], as_json: bool) -> None:
+    """Copy the repository to DIRECTORY (physical media for seeding a remote site)."""
+    pw = _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase")
+    _sync_cmd(url, directory, src_pw=pw, dst_pw=pw, options=_options(options),
+              dst_options={}, limit_rate=None, limit_windows=None, manifests=(),
+              as_json=as_json, verb="export")
+
+
+@repo_group.command("import")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.argument("url")
+@_common
+@_json_flag
+@_fail_cleanly
+def repo_import(directory: str, url: str, passphrase_file: str | None,
+                options: tuple[str, ...], as_json: bool) -> None:
+    """Copy an exported DIRECTORY into the repository at URL (created if absent)."""
+    pw = _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase")
+    _sync_cmd(directory, url, src_pw=pw, dst_pw=pw, options={}, dst_options=_options(options),
+              limit_rate=None, limit_windows=None, manifests=(), as_json=as_json,
+              verb="import")
+
+
+@repo_group.group("key")
+def key_group() -> None:
+    """Manage key slots (passphrases) without rewriting any data."""
+
+
+@key_group.command("list")
+@click.argument("url")
+@_common
+@_json_flag
+@_fail_cleanly
+def key_list(url: str, passphrase_file: str | None, options: tuple[str, ...],
+             as_json: bool) -> None:
+    """List key slots."""
+    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
+                 _options(options))
+    slots = repo.list_keys()
+    text = "\n".join(
+        f"{'*' if s.id == repo.slot_id else ' '} {s.id}  {s.created_at}  {s.hostname}  kdf={s.kdf}"
+        for s in slots
+    )
+    _emit(as_json, [{**asdict(s), "current": s.id == repo.slot_id} for s in slots], text)
+
+
+@key_group.command("add")
+@click.argument("url")
+@click.option("--new-passphrase-file", type=click.Path(dir_okay=False),
+              help=f"File with the new passphrase (default: ${NEW_PASSPHRASE_ENV}).")
+@click.option("--kdf", type=click.Choice(["default", "fast"]), default="default")
+@_common
+@_json_flag
+@_fail_cleanly
+def key_add(url: str, new_passphrase_file: str | None, kdf: str, passphrase_file: str | None,
+            options: tuple[str, ...], as_json: bool) -> None:
+    """Add a key slot for another passphrase."""
+    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
+                 _options(options))
+    new = _read_secret(NEW_PASSPHRASE_ENV, new_passphrase_file, "new passphrase")
+    slot = repo.add_key(new, kdf=kdf)
+    _emit(as_json, {"id": slot}, f"added key slot {slot}")
+
+
+@key_group.command("remove")
+@click.argument("url")
+@click.argument("slot")
+@_common
+@_json_flag
+@_fail_cleanly
+def key_remove(url: str, slot: str, passphrase_file: str | None, options: tuple[str, ...],
+               as_json: bool) -> None:
+    """Remove a key slot (never the last one)."""
+    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
+                 _options(options))
+    repo.remove_key(slot)
+    _emit(as_json, {"removed": slot}, f"removed key slot {slot}")
+
+
+@key_group.command("passwd")
+@click.argument("url")
+@click.option("--new-passphrase-file", type=click.Path(dir_okay=False),
+              help=f"File with the new passphrase (default: ${NEW_PASSPHRASE_ENV}).")
+@click.option("--kdf", type=click.Choice(["default", "fast"]), default="default")
+@_common
+@_json_flag
+@_fail_cleanly
+def key_passwd(url: str, new_passphrase_file: str | None, kdf: str,
+               passphrase_file: str | None, options: tuple[str, ...], as_json: bool) -> None:
+    """Change the passphrase of the slot this passphrase opens."""
+    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
+                 _options(options))
+    new = _read_secret(NEW_PASSPHRASE_ENV, new_passphrase_file, "new passphrase")
+    slot = repo.change_passphrase(new, kdf=kdf)
+    _emit(as_json, {"id": slot}, f"passphrase changed (new key slot {slot})")
+
+
+# --------------------------------------------------------------------------------------
+# seawall volume
+# --------------------------------------------------------------------------------------
+
+
+@click.group("volume")
+def volume_group() -> None:
+    """Store and restore volume images."""
+
+
+def _load_extents(path: str) -> list[tuple[int, int]]:
+    try:
+        raw = json.loads(Path(path).read_text())
+        out = [(int(o), int(n)) for o, n in raw]
+    except (OSError, ValueError, TypeError) as exc:
+        raise InvalidInput(
+            f"{path}: expected a JSON list of [offset, length] pairs ({exc})",
+            field="--changed-extents",
+        ) from None
+    return out
+
+
+def _image_dict(v: VolumeImage) -> dict[str, Any]:
+    return dict(_jsonable(v))
+
+
+@volume_group.command("put")
+@click.argument("url")
+@click.argument("name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--base", default=None, help="Previous volume image id (for --changed-extents).")
+@click.option("--changed-extents", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON list of [offset, length] pairs changed since --base.")
+@_common
+@_json_flag
+@_fail_cleanly
+def volume_put(url: str, name: str, file: str, base: str | None, changed_extents: str | None,
+               passphrase_file: str | None, options: tuple[str, ...], as_json: bool) -> None:
+    """Store FILE as a new image of volume NAME; prints the new image id."""
+    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
+                 _options(options))
+    extents = _load_extents(changed_extents) if changed_extents else None
+    if base is not None:
+        base = _resolve(repo, None, base).id
+    with FileSource(file) as src, _progress(f"put {name}", not as_json) as progress:
+        img = repo.write_volume(name, src, base=base, extents=extents, progress=progress)
+    repo.close()
+    _emit(as_json, _image_dict(img), img.id)
+
+
+def _resolve(repo: Repository, name: str | None, ident: str | None) -> VolumeImage:
+    """``NAME`` (latest image), ``NAME@ID`` or ``@ID``; ids may be unique prefixes."""
+    images = repo.list_volumes(name)
+    if ident:
+        found = [v for v in images if v.id.startswith(ident)]
+        if len(found) > 1:
+            raise InvalidInput(f"volume image id {ident!r} is ambiguous")
+    else:
+        found = images[-1:]
+    if not found:
+        what = f"{name or ''}@{ident}" if ident else str(name)
+        raise NotFound(f"no volume image {what} (see `seawall volume list`)")
+    return found[0]
+
+
+@volume_group.command("get")
+@click.argument("url")
+@click.argument("ref", metavar="NAME[@ID]")
+@click.argument("out", type=click.Path(dir_okay=False))
+@_common
+@_json_flag
+@_fail_cleanly
+def volume_get(url: str, ref: str, out: str, passphrase_file: str | None,
+               options: tuple[str, ...], as_json: bool) -> None:
+    """Restore a volume image into OUT (sparse; written only if every chunk verifies)."""
+    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
+                 _options(options))
+    name, _, ident = ref.partition("@")
+    img = _resolve(repo, name or None, ident or None)
+    target = Path(out)
+    tmp = target.with_name(f".{target.name}.partial")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.ftruncate(fd, img.size)  # holes stay holes: a sparse file
+        with _progress(f"get {img.name}", not as_json) as progress:
+            done = 0
+            for off, data in repo.read_volume(img.id):
+                os.pwrite(fd, data, off)
+                done += len(data)
+                if progress is not None:
+                    progress(off + len(data), img.size)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, target)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    finally:
+        repo.close()
+    _emit(as_json, {**_image_dict(img), "out": str(target), "bytes_written": done},
+          f"restored {img.name}@{img.id[:12]} to {target}")
+
+
+@volume_group.command("list")
+@click.argument("url")
+@click.option("--name", default=None, help="Only images of this volume.")
+@_common
+@_json_flag
+@_fail_cleanly
+def volume_list(url: str, name: str | None, passphrase_file: str | None,
+                options: tuple[str, ...], as_json: bool) -> None:
+    """List volume images, oldest first."""
+    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
+                 _options(options))
+    images = repo.list_volumes(name)
+    repo.close()
+    text = "\n".join(
+        f"{v.id[:16]}  {v.created_at:%Y-%m-%d %H:%M:%S}  {v.name:20}  {_human(v.size):>10}  "
+        f"new {_human(v.bytes_new)}"
+        for v in images
+    )
+    _emit(as_json, [_image_dict(v) for v in images], text)
