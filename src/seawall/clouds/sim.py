@@ -409,7 +409,7 @@ def _pid_exists(pid: int) -> bool:
 def _alive(pid: int, start_time: int) -> bool:
     child = _CHILDREN.get(pid)
     if child is not None and child.poll() is not None:
-        del _CHILDREN[pid]
+        _CHILDREN.pop(pid, None)
         return False
     if not os.path.isdir("/proc"):
         return _pid_exists(pid)
@@ -1143,16 +1143,29 @@ class SimDriver:
             proc = self._procs(con).get(server_id)
             env = self._server_env(con, row)
         command = row.attrs.get("command")
+        spawned = None
         if command and not (proc and _alive(proc.pid, proc.start_time)):
-            proc = self._spawn(row, command, env)
+            spawned = self._spawn(row, command, env)
+        duplicate = None
         with self._tx(write=True) as con:
-            if proc is not None:
-                con.execute(
-                    "INSERT OR REPLACE INTO processes VALUES (?, ?, ?, ?)",
-                    (server_id, proc.pid, proc.start_time, proc.log),
-                )
+            row = self._need(con, K.SERVER, server_id)
+            current = self._procs(con).get(server_id)
+            if spawned is not None:
+                if (
+                    current is not None
+                    and current != proc
+                    and _alive(current.pid, current.start_time)
+                ):
+                    duplicate = spawned  # another process booted it meanwhile: keep theirs
+                else:
+                    con.execute(
+                        "INSERT OR REPLACE INTO processes VALUES (?, ?, ?, ?)",
+                        (server_id, spawned.pid, spawned.start_time, spawned.log),
+                    )
             row.runtime["power"] = "on"
             _save_runtime(con, row)
+        if duplicate is not None:
+            _terminate([(duplicate.pid, duplicate.start_time)], grace=0.0)
 
     def _spawn(self, row: _Stored, command: list[str], env: dict[str, str]) -> _Proc | None:
         """Detached (own session), so the server outlives seawall: the sim is a cloud."""
