@@ -529,7 +529,16 @@ class Repository:
         deadline = time.monotonic() + self.lock_wait
         while True:
             key = LOCK_PREFIX + secrets.token_hex(16)
-            self.storage.put(key, self._lock_record(exclusive))
+            try:
+                self.storage.put(key, self._lock_record(exclusive))
+            except PermanentError:
+                if exclusive:
+                    raise
+                # Read-only storage (a recovery site mounted read-only): nobody can prune
+                # it through us either, so reading without a lock record is safe.
+                log.info("%s: read-only, proceeding without a lock", self.storage.url)
+                self._lock_key = None
+                return
             blockers = []
             for other, doc in self.read_locks():
                 if other == key:
