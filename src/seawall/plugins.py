@@ -11,10 +11,10 @@ of V1.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
-from collections.abc import Mapping
 
 from seawall.errors import Conflict, NotFound
 
