@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import heapq
 import re
 import types
 import typing
@@ -89,8 +90,8 @@ def _load(tp: Any, data: Any, path: str) -> Any:
                 raise InvalidInput("is required", field=f"{path}.{f.name}")
         try:
             return tp(**kwargs)
-        except InvalidInput:
-            raise
+        except InvalidInput as exc:
+            raise _rebase(exc, _snake(tp.__name__), path) from None
         except (TypeError, ValueError) as exc:
             raise InvalidInput(str(exc), field=path) from None
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
@@ -136,6 +137,16 @@ def _load(tp: Any, data: Any, path: str) -> Any:
             raise InvalidInput(f"expected {want}, got {_show(data)}", field=path)
         return data
     return data
+
+
+def _rebase(exc: InvalidInput, head: str, path: str) -> InvalidInput:
+    """A nested object's own check names its field from its class (``retention.last``);
+    inside a bigger document the field is named from the root (``policy.retention.last``)."""
+    name = exc.field or ""
+    if path == head or not (name == head or name.startswith(head + ".")):
+        return exc
+    message = str(exc)[len(name) + 2 :]
+    return InvalidInput(message, field=path + name[len(head) :])
 
 
 def _show(value: Any) -> str:
@@ -352,7 +363,6 @@ class ResourceGraph:
         on a router's subnet...). A cycle in explicit edges is an input error.
         """
         by_ref = {r.ref: r for r in self.resources}
-        order: list[Resource] = []
         state: dict[ResourceRef, int] = {}
 
         def visit(r: Resource, trail: tuple[ResourceRef, ...]) -> None:
@@ -366,13 +376,31 @@ class ResourceGraph:
                 if d in by_ref:
                     visit(by_ref[d], (*trail, r.ref))
             state[r.ref] = 2
-            order.append(r)
 
-        for r in sorted(self.resources, key=lambda x: (_rank(x.kind), x.kind.value, x.name, x.id)):
+        def priority(x: Resource) -> tuple[int, str, str, str]:
+            return (_rank(x.kind), x.kind.value, x.name, x.id)
+
+        for r in sorted(self.resources, key=priority):
             visit(r, ())
-        # A stable sort by rank keeps explicit-edge order inside a rank and enforces the rules.
-        position = {r.ref: i for i, r in enumerate(order)}
-        return tuple(sorted(order, key=lambda x: (_rank(x.kind), position[x.ref])))
+        # Kahn's algorithm, always taking the ready resource of the lowest rank: every
+        # resource comes after its dependencies (even an edge the kind rules did not
+        # foresee), and where the edges agree with the rules, the rules' order holds.
+        waiting = {r.ref: {d for d in r.depends_on if d in by_ref} for r in self.resources}
+        users: dict[ResourceRef, list[ResourceRef]] = {}
+        for ref, deps in waiting.items():
+            for d in deps:
+                users.setdefault(d, []).append(ref)
+        ready = [(priority(by_ref[ref]), ref) for ref, deps in waiting.items() if not deps]
+        heapq.heapify(ready)
+        order: list[Resource] = []
+        while ready:
+            _, ref = heapq.heappop(ready)
+            order.append(by_ref[ref])
+            for u in users.get(ref, ()):
+                waiting[u].discard(ref)
+                if not waiting[u]:
+                    heapq.heappush(ready, (priority(by_ref[u]), u))
+        return tuple(order)
 
     def diff(self, newer: ResourceGraph) -> GraphDiff:
         """Resources added and removed going from this graph to ``newer``."""
