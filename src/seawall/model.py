@@ -298,6 +298,19 @@ RESTORE_RULES: tuple[RestoreRule, ...] = (
 _RANK: dict[ResourceKind, int] = {}
 
 
+def _closure(kind: ResourceKind) -> frozenset[ResourceKind]:
+    """Every kind the rules put before ``kind``, directly or through other kinds."""
+    rules = {r.kind: r.after for r in RESTORE_RULES}
+    out: set[ResourceKind] = set()
+    todo = list(rules.get(kind, ()))
+    while todo:
+        k = todo.pop()
+        if k not in out:
+            out.add(k)
+            todo.extend(rules.get(k, ()))
+    return frozenset(out)
+
+
 def _rank(kind: ResourceKind) -> int:
     """Depth of a kind in the restore rules (longest chain of ``after``)."""
     if not _RANK:
@@ -359,8 +372,10 @@ class ResourceGraph:
     def restore_order(self) -> tuple[Resource, ...]:
         """Resources ordered so that each comes after everything it depends on.
 
-        Kind rules give the coarse order; explicit edges break ties within a kind (a port
-        on a router's subnet...). A cycle in explicit edges is an input error.
+        Kind rules give the coarse order (every port after every subnet and security
+        group...); explicit edges order resources within it (a network a subnet points
+        at, a port on a router's subnet...). A cycle in explicit edges is an input error;
+        an edge the rules did not foresee wins over the rules.
         """
         by_ref = {r.ref: r for r in self.resources}
         state: dict[ResourceRef, int] = {}
@@ -377,30 +392,49 @@ class ResourceGraph:
                     visit(by_ref[d], (*trail, r.ref))
             state[r.ref] = 2
 
-        def priority(x: Resource) -> tuple[int, str, str, str]:
-            return (_rank(x.kind), x.kind.value, x.name, x.id)
-
-        for r in sorted(self.resources, key=priority):
+        for r in sorted(self.resources, key=lambda x: (_rank(x.kind), x.kind.value, x.id)):
             visit(r, ())
-        # Kahn's algorithm, always taking the ready resource of the lowest rank: every
-        # resource comes after its dependencies (even an edge the kind rules did not
-        # foresee), and where the edges agree with the rules, the rules' order holds.
-        waiting = {r.ref: {d for d in r.depends_on if d in by_ref} for r in self.resources}
-        users: dict[ResourceRef, list[ResourceRef]] = {}
-        for ref, deps in waiting.items():
+        # The rules are a constraint too: a resource waits for every resource of the kinds
+        # its kind comes after. Only if an explicit edge contradicts the rules (a cycle of
+        # rule and edge) do the edges alone decide, the rules then being a preference.
+        return self._topological(by_ref, rules=True) or self._topological(by_ref, rules=False)
+
+    def _topological(
+        self, by_ref: Mapping[ResourceRef, Resource], *, rules: bool
+    ) -> tuple[Resource, ...]:
+        """Kahn's algorithm, always taking the ready resource of the lowest rank (then
+        kind, name, id, so the order is deterministic); () if the constraints cycle."""
+        waiting: dict[str, set[str]] = {}
+        present = {r.kind for r in self.resources}
+        for r in self.resources:
+            waiting[str(r.ref)] = {str(d) for d in r.depends_on if d in by_ref}
+            if rules:
+                waiting[str(r.ref)] |= {f"~{k.value}" for k in _closure(r.kind) & present}
+                waiting.setdefault(f"~{r.kind.value}", set()).add(str(r.ref))
+        users: dict[str, list[str]] = {}
+        for node, deps in waiting.items():
             for d in deps:
-                users.setdefault(d, []).append(ref)
-        ready = [(priority(by_ref[ref]), ref) for ref, deps in waiting.items() if not deps]
+                users.setdefault(d, []).append(node)
+        by_key = {str(r.ref): r for r in self.resources}
+
+        def priority(node: str) -> tuple[int, str, str, str]:
+            r = by_key.get(node)
+            return (-1, node, "", "") if r is None else (_rank(r.kind), r.kind.value, r.name, r.id)
+
+        ready = [(priority(n), n) for n, deps in waiting.items() if not deps]
         heapq.heapify(ready)
         order: list[Resource] = []
+        done = 0
         while ready:
-            _, ref = heapq.heappop(ready)
-            order.append(by_ref[ref])
-            for u in users.get(ref, ()):
-                waiting[u].discard(ref)
+            _, node = heapq.heappop(ready)
+            done += 1
+            if node in by_key:
+                order.append(by_key[node])
+            for u in users.get(node, ()):
+                waiting[u].discard(node)
                 if not waiting[u]:
-                    heapq.heappush(ready, (priority(by_ref[u]), u))
-        return tuple(order)
+                    heapq.heappush(ready, (priority(u), u))
+        return tuple(order) if done == len(waiting) else ()
 
     def diff(self, newer: ResourceGraph) -> GraphDiff:
         """Resources added and removed going from this graph to ``newer``."""
