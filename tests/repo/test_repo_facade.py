@@ -75,9 +75,16 @@ def test_incremental_with_growing_volume(repo: Repository) -> None:
     assert restore(repo, inc.id) == grown
 
 
-def test_extents_without_base_are_refused(repo: Repository) -> None:
-    with pytest.raises(InvalidInput):
-        repo.write_volume("v", BytesSource(b"abc"), extents=[(0, 3)])
+def test_extents_without_base_read_only_allocated_ranges(repo: Repository) -> None:
+    """A first checkpoint reads only what the cloud says is allocated; the rest is holes."""
+    data = bytearray(64 * 4096)
+    data[4096 * 3 : 4096 * 3 + 100] = b"a" * 100
+    data[4096 * 40 : 4096 * 42] = b"b" * 8192
+    src = BytesSource(bytes(data))
+    img = repo.write_volume("v", src, extents=[(4096 * 3, 100), (4096 * 40, 8192)])
+    assert src.bytes_read == 4096 * 3
+    assert img.chunks == 3
+    assert restore(repo, img.id) == bytes(data)
 
 
 def test_progress_and_cancel(repo: Repository) -> None:

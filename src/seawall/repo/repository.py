@@ -796,7 +796,9 @@ class Repository:
         cancelled: Callable[[], bool] | None = None,
     ) -> VolumeImage:
         """Store a full logical image of ``source``; with ``base`` + ``extents`` read only
-        the chunks the extents touch and take every other chunk id from ``base``."""
+        the chunks the extents touch and take every other chunk id from ``base``. With
+        ``extents`` and no base, the extents are the allocated ranges of a sparse source
+        and every other chunk is a hole."""
         if not name:
             raise InvalidInput("a volume image needs a name", field="name")
         size = int(source.size)
@@ -812,16 +814,18 @@ class Repository:
                 base_id = bm.id
                 if int(bm.body["chunk_size"]) != cs:
                     raise InvalidInput("base image has another chunk size", field="base")
-            if extents is not None and base is None:
-                raise InvalidInput("changed extents need a base image", field="extents")
-            if base is not None and extents is not None:
-                base_ids = self.chunk_list(bm)
-                base_size = int(bm.body["size"])
-                base_n = len(base_ids)
-                ids[: min(n, base_n)] = base_ids[:n]
-                wanted: set[int] = set(range(base_n, n))
-                if base_size != size and base_n:
-                    wanted.add(min(base_n, n) - 1)
+            if extents is not None:
+                # With a base, chunks outside the extents are the base's; without one,
+                # the extents are the source's allocated ranges and the rest are holes.
+                wanted: set[int] = set()
+                if base is not None:
+                    base_ids = self.chunk_list(bm)
+                    base_size = int(bm.body["size"])
+                    base_n = len(base_ids)
+                    ids[: min(n, base_n)] = base_ids[:n]
+                    wanted = set(range(base_n, n))
+                    if base_size != size and base_n:
+                        wanted.add(min(base_n, n) - 1)
                 for off, length in extents:
                     off, length = int(off), int(length)
                     if off < 0 or length < 0:
