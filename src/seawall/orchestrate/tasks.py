@@ -14,7 +14,8 @@ Rules every step keeps (TaskFlow runs a step again after a crash):
 For fault tests, ``SEAWALL_FAULT_KILL_AT=<step name>`` makes the process kill itself
 with SIGKILL as that step starts (``SEAWALL_FAULT_KILL_AFTER``: after its work, before
 TaskFlow records it; ``SEAWALL_FAULT_KILL_REVERT``: as its revert starts) — a real
-kill -9 at an exact point, which is what the crash tests need.
+kill -9 at an exact point, which is what the crash tests need. A value ending in ``*``
+matches every step whose name starts with the rest (``commit-checkpoint:*``).
 """
 
 from __future__ import annotations
@@ -68,7 +69,15 @@ _BACKOFF_START = float(os.environ.get("SEAWALL_BACKOFF_START", "0.5"))
 
 
 def _fault(point: str, name: str) -> None:
-    if os.environ.get(point) == name:
+    """SIGKILL this process at ``point`` of step ``name`` when the environment asks.
+
+    The value is a step name, or a prefix ending in ``*`` for the steps whose names embed
+    a fresh id (``commit-checkpoint:*``).
+    """
+    wanted = os.environ.get(point)
+    if not wanted:
+        return
+    if wanted == name or (wanted.endswith("*") and name.startswith(wanted[:-1])):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
