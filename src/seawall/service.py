@@ -57,10 +57,10 @@ from seawall.orchestrate.plans import (
     FlowPlan,
     RecoverMode,
     default_recovery_plan,
-    fence_stage,
+    pending_checkpoint,
+    plan_migrate,
     plan_protect,
     plan_recover,
-    protect_stages,
     recovery_problems,
 )
 from seawall.plugins import registry
@@ -502,23 +502,7 @@ class Service:
         )
         cp_id = new_id("cp")
         now = time.time()
-        final = protect_stages(
-            run_id=run_id,
-            workload=workload,
-            policy=policy,
-            graph=graph,
-            site=workload.site,
-            checkpoint_id=cp_id,
-            created_at=now,
-            previous=previous,
-            targets=[tgt],
-            prefix="final-",
-            quiesce=False,
-        )
-        fence = fence_stage(workload.site, graph.of_kind(ResourceKind.SERVER))
-        cp = Checkpoint(
-            id=cp_id, workload=workload.name, site=workload.site, created_at=now, graph=graph
-        )
+        cp = pending_checkpoint(workload, graph, cp_id, now)
         plan = self.recovery_plan(workload, tgt, graph)
         names = {
             k.value: frozenset(r.name for r in self.driver(tgt).list_resources(k))
@@ -533,16 +517,16 @@ class Service:
         )
         if problems:
             raise PreflightFailed(problems)
-        prelude = ((fence,) if fence else ()) + final
-        flow = plan_recover(
+        flow = plan_migrate(
             run_id=run_id,
             kind=kind,
-            mode=RecoverMode.MIGRATE,
-            checkpoint=cp,
+            workload=workload,
+            policy=policy,
+            graph=graph,
+            checkpoint_id=cp_id,
+            created_at=now,
+            previous=previous,
             plan=plan,
-            repository_site=tgt,
-            prelude=prelude,
-            checkpoint_symbol="final-checkpoint",
         )
         return flow, cp, plan
 

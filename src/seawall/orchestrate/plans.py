@@ -21,6 +21,7 @@ from seawall.model import (
     CheckKind,
     Checkpoint,
     Consistency,
+    HealthCheck,
     IpPolicy,
     Policy,
     RecoveryPlan,
@@ -108,6 +109,19 @@ def resource_key(run_id: str, ref: ResourceRef) -> str:
     return f"{run_id}/{ref.kind.value}/{ref.id}"
 
 
+def labels(graph: ResourceGraph) -> dict[ResourceRef, str]:
+    """The name each resource goes by in step names: its own name when that is unique
+    among its kind (the usual case), else ``name~id`` (clouds allow duplicate and empty
+    names, TaskFlow does not allow duplicate step names)."""
+    seen: dict[tuple[ResourceKind, str], int] = {}
+    for r in graph.resources:
+        seen[(r.kind, r.name)] = seen.get((r.kind, r.name), 0) + 1
+    return {
+        r.ref: r.name if r.name and seen[(r.kind, r.name)] == 1 else f"{r.name}~{r.id}"
+        for r in graph.resources
+    }
+
+
 def _stage(name: str, steps: Iterable[StepSpec], *, parallel: bool = False) -> Stage | None:
     items = tuple(steps)
     return Stage(name, parallel, items) if items else None
@@ -148,6 +162,7 @@ def protect_stages(
     powered off, so there is nothing to freeze.
     """
     p = prefix
+    label = labels(graph)
     servers = graph.of_kind(K.SERVER)
     volumes = graph.of_kind(K.VOLUME)
     images = graph.of_kind(K.IMAGE)
@@ -157,7 +172,7 @@ def protect_stages(
     check = StepSpec(f"{p}check-site:{site}", "CheckSite", {"site": site})
     freeze = [
         StepSpec(
-            f"{p}freeze-server:{s.name}",
+            f"{p}freeze-server:{label[s.ref]}",
             "FreezeServer",
             {"site": site, "server": dump(s), "hooks": hooks, "run_id": run_id},
             provides=f"{p}frozen:{s.id}",
@@ -166,7 +181,7 @@ def protect_stages(
     ]
     snapshots = [
         StepSpec(
-            f"{p}snapshot-volume:{v.name}",
+            f"{p}snapshot-volume:{label[v.ref]}",
             "SnapshotVolume",
             {"site": site, "volume_id": v.id, "key": f"{run_id}/{p}snap/{v.id}"},
             provides=f"{p}snapshot:{v.id}",
@@ -175,7 +190,7 @@ def protect_stages(
     ]
     thaw = [
         StepSpec(
-            f"{p}thaw-server:{s.name}",
+            f"{p}thaw-server:{label[s.ref]}",
             "ThawServer",
             {"site": site, "server": dump(s), "hooks": hooks},
             requires=tuple(f"{p}snapshot:{v.id}" for v in volumes),
@@ -193,12 +208,12 @@ def protect_stages(
                 pass
         uploads.append(
             StepSpec(
-                f"{p}upload-volume:{v.name}",
+                f"{p}upload-volume:{label[v.ref]}",
                 "UploadVolume",
                 {
                     "site": site,
                     "volume_id": v.id,
-                    "name": f"{workload.name}/{v.name}",
+                    "name": f"{workload.name}/{label[v.ref]}",
                     "base_image": base_image,
                     "base_snapshot": base_snapshot if policy.data_path != "full" else "",
                     "run_id": run_id,
@@ -210,7 +225,7 @@ def protect_stages(
         )
     image_uploads = [
         StepSpec(
-            f"{p}upload-image:{i.name}",
+            f"{p}upload-image:{label[i.ref]}",
             "UploadImage",
             {"site": site, "image": dump(i)},
             provides=f"{p}stream:{i.id}",
@@ -347,9 +362,14 @@ _MAPPED_KINDS = {
 }
 
 
-def _mapped_to(plan: RecoveryPlan, r: Resource) -> str:
+#: kinds a drill never maps onto the target's own resources: its bubble gets new,
+#: isolated copies, so production networks are never touched by a test
+_NEVER_MAPPED_IN_DRILL = frozenset({K.NETWORK, K.SUBNET})
+
+
+def _mapped_to(plan: RecoveryPlan, r: Resource, mode: RecoverMode) -> str:
     attr = _MAPPED_KINDS.get(r.kind)
-    if attr is None:
+    if attr is None or (mode is RecoverMode.DRILL and r.kind in _NEVER_MAPPED_IN_DRILL):
         return ""
     table: Mapping[str, str] = getattr(plan.mappings, attr)
     return table.get(r.name, "")
@@ -367,7 +387,7 @@ def recovery_problems(
     problems: list[str] = []
     graph = checkpoint.graph
     for r in graph.resources:
-        target = _mapped_to(plan, r)
+        target = _mapped_to(plan, r, mode)
         if target and target not in target_names.get(r.kind.value, frozenset()):
             problems.append(
                 f"mapping {r.kind.value} {r.name!r} -> {target!r}: no {r.kind.value} named "
@@ -385,12 +405,25 @@ def recovery_problems(
                 problems.append(
                     f"mapping {m_kind} {src!r}: the checkpoint has no {m_kind} of that name"
                 )
-    for server_name in {n for g in plan.boot_groups for n in g.servers}:
-        if server_name not in {s.name for s in graph.of_kind(K.SERVER)}:
+    server_names = {s.name for s in graph.of_kind(K.SERVER)}
+    for server_name in sorted({n for g in plan.boot_groups for n in g.servers}):
+        if server_name not in server_names:
             problems.append(f"boot group names server {server_name!r}, not in the checkpoint")
+    group_names = [g.name for g in plan.boot_groups]
+    for g in sorted({g for g in group_names if group_names.count(g) > 1}):
+        problems.append(f"boot group {g!r} is declared more than once")
     for hc in plan.health_checks:
-        if hc.server not in {s.name for s in graph.of_kind(K.SERVER)}:
+        if hc.server not in server_names:
             problems.append(f"health check names server {hc.server!r}, not in the checkpoint")
+    for i, sc in enumerate(plan.scripts):
+        stage = _script_stage(sc.stage)
+        if stage is None or (stage and stage not in group_names):
+            problems.append(
+                f"script {i} ({sc.command[0] if sc.command else 'empty'}): stage {sc.stage!r} "
+                f"is neither 'final' nor 'after:<boot group>' of {', '.join(group_names) or '-'}"
+            )
+        if not sc.command:
+            problems.append(f"script {i}: the command is empty")
     need = _needs(graph, plan, mode)
     for name, amount in need.items():
         left = quotas.get(name, -1)
@@ -399,8 +432,16 @@ def recovery_problems(
     return problems
 
 
+def _script_stage(stage: str) -> str | None:
+    """'' for the final stage, the boot group's name for ``after:<group>``, else None."""
+    if stage == "final":
+        return ""
+    head, _, group = stage.partition(":")
+    return group if head == "after" and group else None
+
+
 def _needs(graph: ResourceGraph, plan: RecoveryPlan, mode: RecoverMode) -> dict[str, int]:
-    creates = [r for r in graph.resources if not _mapped_to(plan, r)]
+    creates = [r for r in graph.resources if not _mapped_to(plan, r, mode)]
     if mode is RecoverMode.DRILL:
         creates = [r for r in creates if r.kind is not K.FLOATING_IP]
     count = {k: sum(1 for r in creates if r.kind is k) for k in ResourceKind}
@@ -464,11 +505,13 @@ def plan_recover(
     prefix = f"drill-{short}-" if drill else ""
     tags = {"seawall:run": run_id, "seawall:workload": checkpoint.workload}
 
+    label = labels(graph)
+
     def create(r: Resource) -> StepSpec:
-        mapped = _mapped_to(plan, r)
+        mapped = _mapped_to(plan, r, mode)
         if mapped:
             return StepSpec(
-                f"map-{r.kind.value}:{r.name}",
+                f"map-{r.kind.value}:{label[r.ref]}",
                 "MapResource",
                 {"site": target, "kind": r.kind.value, "name": mapped},
                 provides=id_symbol(r.ref),
@@ -478,7 +521,7 @@ def plan_recover(
             for role, targets in r.refs.items()
         }
         return StepSpec(
-            f"create-{r.kind.value}:{r.name}",
+            f"create-{r.kind.value}:{label[r.ref]}",
             "CreateResource",
             {
                 "site": target,
@@ -522,10 +565,10 @@ def plan_recover(
     image_steps = []
     for r in by_kind[K.IMAGE]:
         image_steps.append(create(r))
-        if not _mapped_to(plan, r):
+        if not _mapped_to(plan, r, mode):
             image_steps.append(
                 StepSpec(
-                    f"restore-image:{r.name}",
+                    f"restore-image:{label[r.ref]}",
                     "RestoreImage",
                     {
                         "site": target,
@@ -542,7 +585,7 @@ def plan_recover(
         volume_steps.append(create(r))
         volume_steps.append(
             StepSpec(
-                f"restore-volume:{r.name}",
+                f"restore-volume:{label[r.ref]}",
                 "RestoreVolume",
                 {
                     "site": target,
@@ -563,16 +606,37 @@ def plan_recover(
     groups: dict[int, list[Resource]] = {}
     for s in servers:
         groups.setdefault(plan.group_of(s.name), []).append(s)
-    group_names = [g.name for g in plan.boot_groups] + ["rest"]
-    for gi in sorted(groups):
-        members = groups[gi]
-        boot: list[StepSpec] = []
-        for s in members:
-            boot.append(create(s))
-        stages.append(_stage(f"boot:{group_names[gi]}", boot, parallel=True))
+    user_groups = [g.name for g in plan.boot_groups]
+    group_names = [*user_groups, "rest"]
+    scripts = [
+        (
+            _script_stage(sc.stage),
+            StepSpec(
+                f"run-script:{i}",
+                "RunScript",
+                {"script": dump(sc), "site": target, "run_id": run_id, "record": drill},
+                timeout=sc.timeout_seconds + 5,
+            ),
+        )
+        for i, sc in enumerate(plan.scripts)
+    ]
+    check_names: set[str] = set()
+
+    def check_name(hc: HealthCheck) -> str:
+        base = f"check-health:{hc.server}:{hc.kind.value}{':' + str(hc.port) if hc.port else ''}"
+        name, n = base, 1
+        while name in check_names:
+            n += 1
+            name = f"{base}#{n}"
+        check_names.add(name)
+        return name
+
+    for gi, group_name in enumerate(group_names):
+        members = groups.get(gi, [])
+        stages.append(_stage(f"boot:{group_name}", [create(s) for s in members], parallel=True))
         waits = [
             StepSpec(
-                f"wait-server:{s.name}",
+                f"wait-server:{label[s.ref]}",
                 "WaitServer",
                 {"site": target, "status": "ACTIVE"},
                 requires=(id_symbol(s.ref),),
@@ -581,7 +645,7 @@ def plan_recover(
         ]
         checks = [
             StepSpec(
-                f"check-health:{hc.server}:{hc.kind.value}{':' + str(hc.port) if hc.port else ''}",
+                check_name(hc),
                 "CheckHealth",
                 {"site": target, "check": dump(hc), "run_id": run_id, "record": drill},
                 requires=(id_symbol(next(s for s in members if s.name == hc.server).ref),),
@@ -590,7 +654,8 @@ def plan_recover(
             for hc in plan.health_checks
             if any(s.name == hc.server for s in members)
         ]
-        stages.append(_stage(f"healthy:{group_names[gi]}", [*waits, *checks]))
+        after = [step for where, step in scripts if where == group_name and gi < len(user_groups)]
+        stages.append(_stage(f"healthy:{group_name}", [*waits, *checks, *after]))
     if not drill:
         stages.append(
             _stage("floating-ips", [create(r) for r in by_kind[K.FLOATING_IP]], parallel=True)
@@ -600,7 +665,7 @@ def plan_recover(
             "verify",
             [
                 StepSpec(
-                    f"verify-volume:{r.name}",
+                    f"verify-volume:{label[r.ref]}",
                     "VerifyVolume",
                     {
                         "site": target,
@@ -616,14 +681,7 @@ def plan_recover(
                 )
                 for r in by_kind[K.VOLUME]
             ]
-            + [
-                StepSpec(
-                    f"run-script:{i}",
-                    "RunScript",
-                    {"script": dump(sc), "site": target, "run_id": run_id, "record": drill},
-                )
-                for i, sc in enumerate(plan.scripts)
-            ],
+            + [step for where, step in scripts if not where or where not in user_groups],
         )
     )
     if drill:
@@ -657,10 +715,71 @@ def fence_stage(site: str, servers: Sequence[Resource]) -> Stage | None:
     return _stage(
         "fence",
         [
-            StepSpec(f"fence-server:{s.name}", "FenceServer", {"site": site, "server_id": s.id})
+            StepSpec(
+                f"fence-server:{label[s.ref]}", "FenceServer", {"site": site, "server_id": s.id}
+            )
+            for label in [labels(ResourceGraph(tuple(servers)))]
             for s in servers
         ],
         parallel=True,
+    )
+
+
+def plan_migrate(
+    *,
+    run_id: str,
+    kind: RunKind,
+    workload: Workload,
+    policy: Policy,
+    graph: ResourceGraph,
+    checkpoint_id: str,
+    created_at: float,
+    previous: Checkpoint | None,
+    plan: RecoveryPlan,
+) -> FlowPlan:
+    """A planned migration (or failback) to ``plan.target`` with zero data loss.
+
+    The primary's servers are fenced (powered off) first, so nothing writes after the
+    final checkpoint; the final checkpoint (no quiesce needed) is replicated to the
+    target, and the recovery there starts from it. Reverting powers the primary back on.
+    """
+    final = protect_stages(
+        run_id=run_id,
+        workload=workload,
+        policy=policy,
+        graph=graph,
+        site=workload.site,
+        checkpoint_id=checkpoint_id,
+        created_at=created_at,
+        previous=previous,
+        targets=[plan.target],
+        prefix="final-",
+        quiesce=False,
+    )
+    fence = fence_stage(workload.site, graph.of_kind(K.SERVER))
+    pending = pending_checkpoint(workload, graph, checkpoint_id, created_at)
+    return plan_recover(
+        run_id=run_id,
+        kind=kind,
+        mode=RecoverMode.MIGRATE,
+        checkpoint=pending,
+        plan=plan,
+        repository_site=plan.target,
+        prelude=((fence,) if fence else ()) + final,
+        checkpoint_symbol="final-checkpoint",
+    )
+
+
+def pending_checkpoint(
+    workload: Workload, graph: ResourceGraph, checkpoint_id: str, created_at: float
+) -> Checkpoint:
+    """What a migration plans from: the final checkpoint's graph, before it is taken."""
+    return Checkpoint(
+        id=checkpoint_id,
+        workload=workload.name,
+        site=workload.site,
+        created_at=created_at,
+        graph=graph,
     )
 
 
