@@ -801,6 +801,7 @@ def _add_repo_commands() -> None:
         return
     cli.add_command(repo_group, "repo")
     cli.add_command(volume_group, "volume")
+    cli.add_command(__import__("seawall.cli_lab").cli_lab.lab_group, "lab")
 
 
 _add_repo_commands()
