@@ -494,8 +494,8 @@ class Service:
                 self.repository(s)
             except SeawallError as exc:
                 problems.append(f"site {s}: {exc}")
-        if problems:
-            raise PreflightFailed(problems)
+        if any(p.startswith(f"site {workload.site}:") for p in problems):
+            raise PreflightFailed(problems)  # without the primary there is nothing to plan
         graph = self.resolve(workload)
         previous = self.latest_checkpoint(workload.name, workload.site) or self._recovery_base(
             workload
@@ -504,15 +504,19 @@ class Service:
         now = time.time()
         cp = pending_checkpoint(workload, graph, cp_id, now)
         plan = self.recovery_plan(workload, tgt, graph)
-        names = {
-            k.value: frozenset(r.name for r in self.driver(tgt).list_resources(k))
-            for k in ResourceKind
-        }
-        problems = recovery_problems(
+        try:
+            names = {
+                k.value: frozenset(r.name for r in self.driver(tgt).list_resources(k))
+                for k in ResourceKind
+            }
+            quotas = self.driver(tgt).quotas()
+        except SeawallError:
+            names, quotas = {}, {}
+        problems += recovery_problems(
             checkpoint=cp,
             plan=plan,
             target_names=names,
-            quotas=self.driver(tgt).quotas(),
+            quotas=quotas,
             mode=RecoverMode.MIGRATE,
         )
         if problems:
@@ -728,7 +732,9 @@ class Service:
                 and all(v.get("verified") for v in verifies)
                 and all(v.get("ok") for k, v in result.items() if k.startswith("check:"))
             )
-            if run.kind is not RunKind.DRILL:
+            if run.kind in (RunKind.MIGRATE, RunKind.FAILBACK):
+                out["data_loss_window_seconds"] = self._fenced_gap(run.id)
+            elif run.kind is not RunKind.DRILL:
                 cp_id = result.get("checkpoint_id")
                 try:
                     cp = self._db.get_checkpoint(str(cp_id))
@@ -736,6 +742,16 @@ class Service:
                 except SeawallError:
                     pass
         return out
+
+    def _fenced_gap(self, run_id: str) -> float:
+        """A migration loses what was written after its final snapshots: nothing, when
+        every server was fenced before the first of them was taken (else the overlap)."""
+        steps = self._db.list_steps(run_id)
+        fenced = [s.finished_at for s in steps if s.name.startswith("fence-server:")]
+        snaps = [s.started_at for s in steps if s.name.startswith("final-snapshot-volume:")]
+        if not fenced or not snaps:
+            return 0.0
+        return round(max(0.0, max(fenced) - min(snaps)), 3)
 
     def _after_success(self, run: Run) -> None:
         """A successful recovery makes the target the workload's site (reversed roles)."""
@@ -822,6 +838,184 @@ class Service:
 
     def plugins(self) -> list[dict[str, str]]:
         return [dump(p) for p in registry().describe()]
+
+    # -- service mode (scheduler, API) --------------------------------------------------
+    # What `seawall serve` needs beyond the CLI: figures for every workload in one query,
+    # operations split into a synchronous preflight (the API answers 202 or a problem at
+    # once) and an execution a worker thread runs, leases, events, usage. Additive only.
+
+    def list_plans(self, workload: str | None = None) -> list[RecoveryPlan]:
+        return self._db.list_plans(workload)
+
+    def list_events(
+        self, workload: str | None = None, since: float | None = None, limit: int = 100
+    ) -> list[Any]:
+        """Events (``seawall.db.Event``) newest first."""
+        return self._db.list_events(workload=workload, since=since, limit=limit)
+
+    def last_event_id(self) -> int:
+        return self._db.last_event_id()
+
+    def add_event(
+        self,
+        kind: str,
+        message: str,
+        *,
+        severity: str = "info",
+        workload: str | None = None,
+        run_id: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> int:
+        return self._db.add_event(
+            kind, message, severity=severity, workload=workload, run_id=run_id, data=data
+        )
+
+    def usage(
+        self, project: str | None = None, since: float | None = None
+    ) -> dict[str, dict[str, float]]:
+        return self._db.usage(project, since)
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        return self._db.acquire_lease(name, holder, ttl)
+
+    def release_lease(self, name: str, holder: str) -> None:
+        self._db.release_lease(name, holder)
+
+    def latest_runs(self) -> dict[tuple[str, str], Run]:
+        """(workload, kind) -> newest run of that kind, for every workload at once."""
+        return self._db.latest_runs()
+
+    def rpo_report(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Every workload's achieved RPO against its policy (one query for all of them).
+
+        Achieved RPO is the age of the newest checkpoint held at the recovery site (the
+        first target, or the workload's own site when it has none), as
+        :meth:`achieved_rpo` computes it; ``compliant`` is None while none exists.
+        """
+        now = time.time() if now is None else now
+        times = self._db.checkpoint_times()
+        policies: dict[str, Policy | None] = {}
+        out = []
+        for w in self._db.list_workloads():
+            if w.policy not in policies:
+                try:
+                    policies[w.policy] = self.get_policy(w.policy)
+                except NotFound:
+                    policies[w.policy] = None
+            policy = policies[w.policy]
+            at = w.targets[0] if w.targets else w.site
+            held = times.get((w.name, at))
+            local = times.get((w.name, w.site))
+            achieved = round(now - held[1], 3) if held else None
+            rpo = policy.rpo_seconds if policy else None
+            out.append(
+                {
+                    "workload": w.name,
+                    "project": w.project,
+                    "site": w.site,
+                    "recovery_site": at,
+                    "policy": w.policy,
+                    "rpo_seconds": rpo,
+                    "achieved_rpo_seconds": achieved,
+                    "compliant": None if achieved is None or rpo is None else achieved <= rpo,
+                    "newest_checkpoint_at": held[1] if held else None,
+                    "oldest_checkpoint_at": held[0] if held else None,
+                    "newest_local_checkpoint_at": local[1] if local else None,
+                }
+            )
+        return out
+
+    def prepare_operation(
+        self,
+        operation: str,
+        workload_name: str,
+        *,
+        target: str | None = None,
+        checkpoint_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> tuple[Run, FlowPlan]:
+        """Preflight an operation and record its run as PENDING; nothing runs yet.
+
+        Errors (PreflightFailed, NotFound, ...) come out here, before any run exists;
+        :meth:`execute_prepared` then runs it (on a worker thread in `seawall serve`).
+        """
+        w = self.get_workload(workload_name)
+        op = RunKind(operation)
+        run_id = new_id("run")
+        extra: dict[str, Any] = {}
+        if op in (RunKind.PROTECT, RunKind.REPROTECT):
+            if op is RunKind.REPROTECT:
+                if not w.targets:
+                    raise Conflict(f"workload {w.name} has no site to protect back to")
+                for t in w.targets:
+                    self.driver(t).ping()
+                    self.repository(t)
+            flow = self.plan_protect(w, run_id, op)
+        elif op in (RunKind.FAILOVER, RunKind.DRILL):
+            mode = RecoverMode.DRILL if op is RunKind.DRILL else RecoverMode.FAILOVER
+            flow, cp, plan = self.plan_recover(
+                w, run_id, mode=mode, kind=op, checkpoint_id=checkpoint_id, target=target
+            )
+            extra = {"target": plan.target, "source": w.site, "checkpoint_id": cp.id}
+        else:
+            if op is RunKind.FAILBACK:
+                if not w.targets:
+                    raise Conflict(f"workload {w.name} has no site to fail back to")
+                target = w.targets[0]
+            flow, cp, plan = self.plan_migrate(w, run_id, kind=op, target=target)
+            extra = {"target": plan.target, "source": w.site, "checkpoint_id": cp.id}
+        run = Run(
+            id=run_id,
+            kind=flow.kind,
+            workload=w.name,
+            created_at=time.time(),
+            params={"title": flow.title, **extra, **dict(params or {})},
+            project=w.project,
+        )
+        self._db.add_run(run)
+        self._db.update_run_result(run_id, {**extra, "owner": owner()})
+        return self._db.get_run(run_id), flow
+
+    def execute_prepared(self, run: Run, flow: FlowPlan) -> Run:
+        """Run a prepared run to its end (unless it was cancelled while pending)."""
+        current = self._db.get_run(run.id)
+        if current.state is not RunState.PENDING:
+            return current
+        self._db.update_run_result(run.id, {"owner": owner()})
+        self._db.set_run_state(run.id, RunState.RUNNING)
+        for listener in self._listeners:
+            listener(run.id)
+        state, error = self.runner.start(flow)
+        done = self._finalize(run.id, state, error)
+        self.record_compute_hours(done.id)
+        return done
+
+    def find_run(self, *, project: str, key: str, limit: int = 500) -> Run | None:
+        """The newest run of ``project`` started with idempotency key ``key``."""
+        for run in self._db.list_runs(limit=limit):
+            if run.project == project and run.params.get("idempotency_key") == key:
+                return run
+        return None
+
+    def record_compute_hours(self, run_id: str) -> float:
+        """Usage for a finished drill or recovery: servers it created x hours it ran.
+
+        Recorded once per run, whichever process gets there first (a lease per run).
+        """
+        run = self._db.get_run(run_id)
+        recover = (RunKind.DRILL, RunKind.FAILOVER, RunKind.MIGRATE, RunKind.FAILBACK)
+        if run.kind not in recover or run.state in UNFINISHED or "compute_hours" in run.result:
+            return 0.0
+        me = owner()
+        if not self._db.acquire_lease(f"usage:{run_id}", f"{me['host']}:{me['pid']}", 86400):
+            return 0.0
+        servers = sum(
+            1 for r in self._db.list_created(run_id) if r.kind == ResourceKind.SERVER.value
+        )
+        hours = servers * max(0.0, (run.finished_at or time.time()) - run.created_at) / 3600
+        self._db.add_usage(run.project, "compute_hours", hours, workload=run.workload)
+        self._db.update_run_result(run_id, {"compute_hours": round(hours, 6)})
+        return hours
 
 
 def _ref(kind: ResourceKind, rid: str) -> Any:

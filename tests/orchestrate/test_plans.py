@@ -321,10 +321,11 @@ def test_golden_stage_names() -> None:
     assert stages["drill"] == [*recovery, "verify", "cleanup"]
     assert stages["migrate"] == [
         "fence",
-        *(f"final-{s}" for s in stages["protect-full"] if s not in ("quiesce", "thaw")),
+        *(f"final-{s}" for s in stages["protect-full"] if s not in ("quiesce", "thaw", "tidy")),
         *recovery,
         "floating-ips",
         "verify",
+        "final-tidy",  # irreversible, so only once the recovery has succeeded
     ]
 
 
@@ -499,6 +500,16 @@ def test_failover_maps_keeps_tags_and_adds_floating_ips_last() -> None:
             assert s.args["record"] is False, s.name
         if s.task == "VerifyVolume":
             assert s.args["keep_base"] is True
+
+
+def test_recovered_volumes_are_created_blank_and_filled_from_the_checkpoint() -> None:
+    """Never from their image: a hole in the checkpoint must read as zeros."""
+    for mode in RecoverMode:
+        steps = steps_by_name(recover(mode))
+        create = steps["create-volume:db-boot"]
+        assert "image" not in create.args["refs"] and create.requires == ()
+        assert steps["restore-volume:db-boot"].requires == ("id:volume/volume-db-boot",)
+        assert create.args["attrs"]["size"] == 1 << 20
 
 
 def test_dhcp_ip_policy_drops_fixed_addresses() -> None:

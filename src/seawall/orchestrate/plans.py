@@ -155,11 +155,13 @@ def protect_stages(
     targets: Sequence[str],
     prefix: str = "",
     quiesce: bool = True,
+    tidy: bool = True,
 ) -> tuple[Stage, ...]:
     """The stages of one checkpoint; ``prefix`` namespaces them inside a bigger run.
 
     ``quiesce=False`` is for a migration's final checkpoint: its servers are already
-    powered off, so there is nothing to freeze.
+    powered off, so there is nothing to freeze. ``tidy=False`` leaves out expiring
+    snapshots and older checkpoints (see :func:`tidy_stage`), which cannot be undone.
     """
     p = prefix
     label = labels(graph)
@@ -277,6 +279,47 @@ def protect_stages(
         )
         for t in targets
     ]
+    return _stages(
+        _stage(f"{p}prepare", [check]),
+        _stage(f"{p}quiesce", freeze, parallel=True),
+        _stage(f"{p}snapshot", snapshots, parallel=True),
+        _stage(f"{p}thaw", thaw, parallel=True),
+        _stage(f"{p}upload", [*uploads, *image_uploads]),
+        _stage(f"{p}commit", [commit]),
+        _stage(f"{p}replicate", replicate, parallel=True),
+        tidy_stage(
+            run_id=run_id,
+            workload=workload,
+            policy=policy,
+            graph=graph,
+            site=site,
+            checkpoint_id=checkpoint_id,
+            targets=targets,
+            prefix=prefix,
+        )
+        if tidy
+        else None,
+    )
+
+
+def tidy_stage(
+    *,
+    run_id: str,
+    workload: Workload,
+    policy: Policy,
+    graph: ResourceGraph,
+    site: str,
+    checkpoint_id: str,
+    targets: Sequence[str],
+    prefix: str = "",
+) -> Stage | None:
+    """Expire the snapshots older than this checkpoint's and apply the retention policy.
+
+    Neither can be undone, so they run last: after a migration's recovery, never before
+    it (a reverted migration must leave the checkpoints and change bases it found).
+    """
+    p = prefix
+    volumes = graph.of_kind(K.VOLUME)
     tidy = [
         StepSpec(
             f"{p}expire-snapshots:{workload.name}",
@@ -300,16 +343,7 @@ def protect_stages(
             requires=(f"{p}checkpoint",),
         ),
     ]
-    return _stages(
-        _stage(f"{p}prepare", [check]),
-        _stage(f"{p}quiesce", freeze, parallel=True),
-        _stage(f"{p}snapshot", snapshots, parallel=True),
-        _stage(f"{p}thaw", thaw, parallel=True),
-        _stage(f"{p}upload", [*uploads, *image_uploads]),
-        _stage(f"{p}commit", [commit]),
-        _stage(f"{p}replicate", replicate, parallel=True),
-        _stage(f"{p}tidy", tidy),
-    )
+    return _stage(f"{p}tidy", tidy)
 
 
 def plan_protect(
@@ -455,6 +489,12 @@ def _needs(graph: ResourceGraph, plan: RecoveryPlan, mode: RecoverMode) -> dict[
     }
 
 
+#: roles left out when a resource is recreated: a volume is created blank, never from its
+#: image, because RestoreVolume writes only the checkpoint's data chunks and a hole in
+#: the checkpoint (zeros) must read as zeros, not as the image's bytes
+_BLANK_ROLES = frozenset({(K.VOLUME, "image")})
+
+
 def _user_tags(r: Resource) -> dict[str, str]:
     """A resource's own tags (selectors depend on them), without seawall's bookkeeping."""
     return {k: v for k, v in r.tags.items() if not k.startswith("seawall:")}
@@ -490,6 +530,7 @@ def plan_recover(
     repository_site: str,
     prelude: Sequence[Stage] = (),
     checkpoint_symbol: str = "",
+    epilogue: Sequence[Stage] = (),
 ) -> FlowPlan:
     """Recreate a checkpoint's workload at ``plan.target``.
 
@@ -519,6 +560,7 @@ def plan_recover(
         refs = {
             role: [id_symbol(x) for x in targets if graph.find(x) is not None]
             for role, targets in r.refs.items()
+            if (r.kind, role) not in _BLANK_ROLES
         }
         return StepSpec(
             f"create-{r.kind.value}:{label[r.ref]}",
@@ -707,7 +749,7 @@ def plan_recover(
         RecoverMode.MIGRATE: "migrate",
     }[mode]
     title = f"{verb} {checkpoint.workload} to {target} from checkpoint {checkpoint.id}"
-    return FlowPlan(run_id, kind, title, (*prelude, *_stages(*stages)))
+    return FlowPlan(run_id, kind, title, (*prelude, *_stages(*stages), *epilogue))
 
 
 def fence_stage(site: str, servers: Sequence[Resource]) -> Stage | None:
@@ -741,7 +783,8 @@ def plan_migrate(
 
     The primary's servers are fenced (powered off) first, so nothing writes after the
     final checkpoint; the final checkpoint (no quiesce needed) is replicated to the
-    target, and the recovery there starts from it. Reverting powers the primary back on.
+    target, and the recovery there starts from it. Reverting powers the primary back on;
+    snapshots and older checkpoints are tidied only once the recovery has succeeded.
     """
     final = protect_stages(
         run_id=run_id,
@@ -755,6 +798,17 @@ def plan_migrate(
         targets=[plan.target],
         prefix="final-",
         quiesce=False,
+        tidy=False,
+    )
+    tidy = tidy_stage(
+        run_id=run_id,
+        workload=workload,
+        policy=policy,
+        graph=graph,
+        site=workload.site,
+        checkpoint_id=checkpoint_id,
+        targets=[plan.target],
+        prefix="final-",
     )
     fence = fence_stage(workload.site, graph.of_kind(K.SERVER))
     pending = pending_checkpoint(workload, graph, checkpoint_id, created_at)
@@ -767,6 +821,7 @@ def plan_migrate(
         repository_site=plan.target,
         prelude=((fence,) if fence else ()) + final,
         checkpoint_symbol="final-checkpoint",
+        epilogue=(tidy,) if tidy else (),
     )
 
 
