@@ -17,6 +17,7 @@ where it would be believed.
 from __future__ import annotations
 
 import json
+import os
 import struct
 import threading
 from collections.abc import Iterable, Mapping
@@ -75,7 +76,7 @@ _KDF_ID = "seawall repository v1 chunk id key"
 _KDF_FP = "seawall repository v1 master key fingerprint"
 
 
-def hash_id(data: bytes | memoryview) -> bytes:
+def hash_id(data: bytes | bytearray | memoryview) -> bytes:
     """Unkeyed BLAKE3: names packs and index files by their (already encrypted) bytes."""
     return blake3.blake3(data).digest()
 
@@ -124,6 +125,9 @@ class Keys:
         local = self._local
         if local.cctx is None:
             local.cctx = zstandard.ZstdCompressor(level=self.zstd_level)
+        n = len(data)
+        if n >= PROBE_MIN and _incompressible(local.cctx, data, n):
+            return Codec.NONE, data
         packed = local.cctx.compress(data)
         if len(packed) >= len(data):
             return Codec.NONE, data
@@ -150,16 +154,33 @@ class Keys:
         codec, payload = self._compress(data) if compress else (Codec.NONE, data)
         header = HEADER.pack(MAGIC, FORMAT_VERSION, type_, codec, Cipher.AES256GCM)
         nonce = _nonce()
-        return header + nonce + self._aead.encrypt(nonce, bytes(payload), header + context)
+        return header + nonce + self._aead.encrypt(nonce, payload, header + context)
 
-    def unseal(self, blob: bytes, context: bytes, *, expect_type: int, what: str) -> bytes:
+    def seal_buffer(
+        self, type_: int, data: bytes | memoryview, context: bytes
+    ) -> bytearray:
+        """:meth:`seal` for the data path: the same bytes, built in one buffer (the
+        ciphertext is encrypted in place after the header, no concatenation copy)."""
+        codec, payload = self._compress(data)
+        header = HEADER.pack(MAGIC, FORMAT_VERSION, type_, codec, Cipher.AES256GCM)
+        nonce = _nonce()
+        start = HEADER.size + NONCE_SIZE
+        out = bytearray(start + len(payload) + TAG_SIZE)
+        out[: HEADER.size] = header
+        out[HEADER.size : start] = nonce
+        self._aead.encrypt_into(nonce, payload, header + context, memoryview(out)[start:])
+        return out
+
+    def unseal(
+        self, blob: bytes | memoryview, context: bytes, *, expect_type: int, what: str
+    ) -> bytes:
         """Authenticate and decrypt one object; raise :class:`CorruptObject` naming ``what``."""
         info = parse_header(blob, what)
         if info.type != expect_type:
             raise CorruptObject(f"{what}: object type {info.type}, expected {expect_type}")
         if info.cipher != Cipher.AES256GCM:
             raise UnsupportedVersion(f"{what}: unknown cipher byte {info.cipher}; upgrade seawall")
-        header = blob[: HEADER.size]
+        header = bytes(blob[: HEADER.size])
         nonce = blob[HEADER.size : HEADER.size + NONCE_SIZE]
         try:
             payload = self._aead.decrypt(nonce, blob[HEADER.size + NONCE_SIZE :], header + context)
@@ -179,9 +200,27 @@ class Keys:
 
 
 def _nonce() -> bytes:
-    import os
-
     return os.urandom(NONCE_SIZE)
+
+
+#: Chunks at least this long are probed before compressing (smaller ones just compress).
+PROBE_MIN = 16 * 1024
+_PROBE_PIECES = 4
+_PROBE_PIECE = 1024
+
+
+def _incompressible(cctx: zstandard.ZstdCompressor, data: bytes | memoryview, n: int) -> bool:
+    """A cheap entropy probe: compress 4 x 1 KiB samples spread over the chunk.
+
+    Random (already compressed or encrypted) samples shrink by less than 3 %, and the
+    chunk is then stored as is without compressing all of it (the probe costs ~1/16 of
+    that). Any sample of text or zeros makes the probe shrink, so the chunk is compressed
+    (and still stored uncompressed if compressing does not make it smaller)."""
+    step = n // _PROBE_PIECES
+    sample = b"".join(
+        data[i * step : i * step + _PROBE_PIECE] for i in range(_PROBE_PIECES)
+    )
+    return len(cctx.compress(sample)) * 100 >= len(sample) * 97
 
 
 def parse_header(blob: bytes | memoryview, what: str) -> ObjectInfo:

@@ -16,6 +16,12 @@ from typing import Protocol, runtime_checkable
 # --------------------------------------------------------------------------------------
 
 
+#: What ``put`` accepts: any contiguous bytes-like object. The repository hands over
+#: buffers it reuses after ``put`` returns, so a backend that keeps the data (memory)
+#: MUST copy it.
+Data = bytes | bytearray | memoryview
+
+
 @dataclass(frozen=True)
 class BlobInfo:
     key: str
@@ -32,7 +38,7 @@ class StorageBackend(Protocol):
 
     url: str
 
-    def put(self, key: str, data: bytes) -> None: ...
+    def put(self, key: str, data: Data) -> None: ...
 
     def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes: ...
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from seawall.errors import InvalidInput, NotFound
-from seawall.storage import BlobInfo
+from seawall.storage import BlobInfo, Data
 
 _TMP = ".tmp-"
 
@@ -35,7 +35,7 @@ class LocalStorage:
             raise InvalidInput(f"invalid storage key {key!r}", field="key")
         return self.root.joinpath(*parts)
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: Data) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f"{_TMP}{secrets.token_hex(8)}"

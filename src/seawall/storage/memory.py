@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator, Mapping
 
 from seawall.errors import NotFound
-from seawall.storage import BlobInfo
+from seawall.storage import BlobInfo, Data
 
 _STORES: dict[str, dict[str, bytes]] = {}
 _STORES_LOCK = threading.Lock()
@@ -24,7 +24,7 @@ class MemoryStorage:
         self._blobs: dict[str, bytes] = {} if blobs is None else blobs
         self._lock = threading.Lock()
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: Data) -> None:
         with self._lock:
             self._blobs[key] = bytes(data)
 

@@ -17,7 +17,7 @@ from obstore.exceptions import NotFoundError
 from obstore.store import S3Store
 
 from seawall.errors import InvalidInput, NotFound, PermanentError, TransientError
-from seawall.storage import BlobInfo
+from seawall.storage import BlobInfo, Data
 
 #: URL query / option names accepted besides obstore's own S3 config keys.
 _ALIASES = {
@@ -63,7 +63,7 @@ class S3Storage:
             return PermanentError(f"{self.url}: {name}: {exc}")
         return TransientError(f"{self.url}: {name}: {exc}")
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: Data) -> None:
         try:
             obstore.put(self._store, key, data)
         except Exception as exc:

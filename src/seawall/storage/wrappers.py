@@ -15,7 +15,7 @@ from datetime import datetime
 from datetime import time as dtime
 
 from seawall.errors import IntegrityError, NotFound, PermanentError, SeawallError, TransientError
-from seawall.storage import BlobInfo, StorageBackend
+from seawall.storage import BlobInfo, Data, StorageBackend
 
 # --------------------------------------------------------------------------------------
 # Retry with backoff
@@ -59,7 +59,7 @@ class Retrying:
                 self._sleep(random.uniform(0, delay))
         raise AssertionError("unreachable")
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: Data) -> None:
         self._call(lambda: self.inner.put(key, data))
 
     def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
@@ -175,7 +175,7 @@ class RateLimited:
         self.url = inner.url
         self.bucket = bucket
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: Data) -> None:
         self.bucket.consume(len(data))
         self.inner.put(key, data)
 
@@ -210,7 +210,7 @@ class ReadOnly:
         self.inner = inner
         self.url = inner.url
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: Data) -> None:
         raise ReadOnlyStorage(f"{self.url} is read-only; refusing to write {key!r}")
 
     def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
@@ -282,7 +282,7 @@ class Faulty:
                 if f.seen > f.after and (f.times < 0 or f.seen <= f.after + f.times):
                     raise f.error(f"{method} {key}")
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: Data) -> None:
         self._check("put", key)
         self.inner.put(key, data)
         with self._lock:
