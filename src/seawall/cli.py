@@ -15,19 +15,33 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+# The repository commands first: ``seawall repo ...`` and ``seawall volume ...`` must not
+# pay for importing the service stack (TaskFlow, SQLAlchemy: ~0.5 s per invocation).
+from seawall.cli_repo import repo_group, volume_group  # isort: skip
+
 import yaml
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from seawall import __version__
-from seawall.demo import human_bytes
 from seawall.errors import InvalidInput, SeawallError
 from seawall.model import Run, RunState, Selector, dump
-from seawall.service import Service
+
+if TYPE_CHECKING:
+    from seawall.service import Service
+
+
+def human_bytes(n: float) -> str:
+    """:func:`seawall.demo.human_bytes`, imported when first used (seawall.demo imports
+    the service stack)."""
+    from seawall.demo import human_bytes as impl
+
+    return impl(n)
 
 console = Console(stderr=True)
 out = Console()
@@ -42,6 +56,8 @@ class Ctx:
     @property
     def service(self) -> Service:
         if self._service is None:
+            from seawall.service import Service
+
             self._service = Service(self.home)
         return self._service
 
@@ -795,10 +811,6 @@ def demo(ctx: Ctx, workdir: str, keep: bool) -> None:
 
 
 def _add_repo_commands() -> None:
-    try:
-        from seawall.cli_repo import repo_group, volume_group
-    except ImportError:  # pragma: no cover - during bootstrap of the tree
-        return
     cli.add_command(repo_group, "repo")
     cli.add_command(volume_group, "volume")
     cli.add_command(__import__("seawall.cli_lab").cli_lab.lab_group, "lab")
