@@ -1073,6 +1073,36 @@ class StateStore:
                 sa.delete(leases_t).where(leases_t.c.name == name, leases_t.c.holder == holder)
             )
 
+    # ---- service mode: one query for every workload (scheduler, API, metrics) ---------
+
+    def checkpoint_times(self) -> dict[tuple[str, str], tuple[float, float]]:
+        """(workload, site) -> (oldest, newest) checkpoint creation time held at that site.
+
+        One grouped query, so a scheduler tick over thousands of workloads stays cheap.
+        """
+        c, s = checkpoints_t, checkpoint_sites_t
+        q = (
+            sa.select(
+                c.c.workload, s.c.site, sa.func.min(c.c.created_at), sa.func.max(c.c.created_at)
+            )
+            .join(s, s.c.checkpoint_id == c.c.id)
+            .group_by(c.c.workload, s.c.site)
+        )
+        with self._tx() as conn:
+            return {(w, site): (float(lo), float(hi)) for w, site, lo, hi in conn.execute(q)}
+
+    def latest_runs(self) -> dict[tuple[str, str], Run]:
+        """(workload, run kind) -> that workload's newest run of that kind."""
+        newest = sa.select(sa.func.max(runs_t.c.pk)).group_by(runs_t.c.workload, runs_t.c.kind)
+        q = sa.select(runs_t.c.doc).where(runs_t.c.pk.in_(newest))
+        with self._tx() as conn:
+            runs = [model.load(Run, d) for d in conn.execute(q).scalars()]
+        return {(r.workload, r.kind.value): r for r in runs}
+
+    def last_event_id(self) -> int:
+        with self._tx() as conn:
+            return int(conn.execute(sa.select(sa.func.max(events_t.c.id))).scalar() or 0)
+
 
 # --------------------------------------------------------------------------------------
 # Row <-> model helpers
