@@ -143,7 +143,14 @@ class OpenStackHarness(Harness):  # pragma: no cover - needs the lab
 
         if "openstack" not in registry().names("clouds"):
             pytest.skip("openstack: no openstack driver is registered yet")
-        self.driver = open_site(Site("lab", "openstack", {"cloud": cloud}))
+        params = {"cloud": cloud}
+        for env, param in (
+            ("SEAWALL_LAB_CLOUDS_YAML", "clouds_yaml"),
+            ("SEAWALL_LAB_CEPH_CONF", "ceph_conf"),
+        ):
+            if os.environ.get(env):
+                params[param] = os.environ[env]
+        self.driver = open_site(Site("lab", "openstack", params))
 
     def close(self) -> None:
         for kind in reversed(list(ResourceKind)):

@@ -572,7 +572,8 @@ class OpenStackDriver:
         out: list[Resource] = []
         ctx = _Context(self)
         for k in kinds:
-            out.extend(self._call(f"listing {k.value}s", functools.partial(self._list_kind, k, ctx)))
+            listing = functools.partial(self._list_kind, k, ctx)
+            out.extend(self._call(f"listing {k.value}s", listing))
         return sorted(out, key=lambda r: (_KIND_ORDER[r.kind], r.name, r.id))
 
     def get(self, ref: ResourceRef) -> Resource | None:
