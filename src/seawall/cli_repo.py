@@ -538,12 +538,7 @@ def volume_get(url: str, ref: str, out: str, passphrase_file: str | None,
     try:
         os.ftruncate(fd, img.size)  # holes stay holes: a sparse file
         with _progress(f"get {img.name}", not as_json) as progress:
-            done = 0
-            for off, data in repo.read_volume(img.id):
-                os.pwrite(fd, data, off)
-                done += len(data)
-                if progress is not None:
-                    progress(off + len(data), img.size)
+            done = repo.restore_volume(img.id, fd, progress=progress)
         os.fsync(fd)
         os.close(fd)
         fd = -1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 from repo_helpers import PASS, BytesSource, make_volume, restore
@@ -248,3 +249,43 @@ def test_stale_lock_of_dead_process_is_ignored(storage: MemoryStorage) -> None:
     a.write_volume("v", BytesSource(b"z" * 5000))  # not blocked by the dead exclusive lock
     a.prune()
     assert list(storage.list("locks/")) == []
+
+
+def test_restore_volume_into_a_file_equals_read_volume(repo: Repository, tmp_path: Path) -> None:
+    import os
+
+    from seawall.repo import FileSource
+
+    data = make_volume(1_500_000, seed=11)
+    src_path = tmp_path / "src.img"
+    src_path.write_bytes(data)
+    with FileSource(src_path) as src:  # readinto path (reused buffers, memoryviews)
+        img = repo.write_volume("disk", src)
+    assert restore(repo, img.id) == data
+    out = tmp_path / "out.img"
+    fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.ftruncate(fd, img.size)
+        seen: list[int] = []
+        n = repo.restore_volume(img.id, fd, progress=lambda d, t: seen.append(d), flush_every=1)
+    finally:
+        os.close(fd)
+    assert out.read_bytes() == data
+    nonzero = sum(len(data[i : i + 4096]) for i in range(0, len(data), 4096)
+                  if data[i : i + 4096].strip(b"\0"))
+    assert n == nonzero and seen[-1] == n
+
+
+def test_incompressible_chunks_are_stored_raw_and_text_compressed(repo: Repository) -> None:
+    import random
+
+    from seawall.repo.format import Codec
+
+    rnd = random.Random(5).randbytes(64 * 1024)
+    text = (b"2025-01-01 INFO request served status=200 id=12345\n" * 2000)[: 64 * 1024]
+    mixed = rnd[:48 * 1024] + text[:16 * 1024]  # one compressible probe sample is enough
+    for payload, codec in ((rnd, Codec.NONE), (text, Codec.ZSTD), (mixed, Codec.ZSTD)):
+        sealed = repo.keys.seal_buffer(16, payload, b"c" * 32)
+        assert sealed[4] == codec
+        assert repo.keys.unseal(bytes(sealed), b"c" * 32, expect_type=16, what="t") == payload
+        assert bytes(sealed[:4]) == repo.keys.seal(16, payload, b"c" * 32)[:4]
