@@ -18,6 +18,7 @@ Fixtures:
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -30,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,8 +119,19 @@ def postgres_server() -> Iterator[str]:
                 "-c full_page_writes=off -c max_connections=200"
             )
             try:
-                run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "30",
-                    "-o", options, "start")  # fmt: skip
+                run(
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(log),
+                    "-w",
+                    "-t",
+                    "30",
+                    "-o",
+                    options,
+                    "start",
+                )
                 break
             except pytest.fail.Exception:
                 if attempt >= 2:  # the port was taken between probing and binding
@@ -175,3 +188,283 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+# --------------------------------------------------------------------------------------
+# Two sim sites and a small three-tier workload, through the Service (end-to-end tests)
+# --------------------------------------------------------------------------------------
+#
+# ``seawall_env``  a private SEAWALL_HOME, passphrase and cheap KDF (monkeypatched env).
+# ``shop``         sites ``a`` and ``b`` (each with a repository; ``b`` shares ``a``'s key)
+#                  and the ``shop`` workload deployed on ``a``: db (boot + data volume),
+#                  app (requires db) and web (requires app), each a real sim_app process
+#                  answering /health; a network, subnet, router, security group, keypair,
+#                  flavor, image and a floating IP. Policy gold, target b, and a recovery
+#                  plan that boots db, app, web in that order with HTTP health checks.
+#                  Both sites are destroyed at the end, which stops every process.
+
+SHOP_PORTS = {"db": 5432, "app": 8080, "web": 8000}
+SHOP_REQUIRES = {"db": "", "app": "db", "web": "app"}
+MiB = 1 << 20
+
+
+def use_seawall_env(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point seawall at ``root/home`` with a test passphrase and the cheap KDF; the
+    environment a ``seawall`` subprocess needs is returned."""
+    env = {
+        "SEAWALL_HOME": str(root / "home"),
+        "SEAWALL_PASSPHRASE": "test-passphrase-e2e",
+        "SEAWALL_KDF": "fast",
+        "SEAWALL_BACKOFF_START": "0.05",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    for k in ("SEAWALL_PASSPHRASE_FILE", "SEAWALL_DB_URL"):
+        monkeypatch.delenv(k, raising=False)
+    return {**os.environ, **env}
+
+
+@pytest.fixture
+def seawall_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    return use_seawall_env(tmp_path, monkeypatch)
+
+
+class Shop:
+    """The deployed workload and the helpers the end-to-end tests share."""
+
+    def __init__(self, root: Path, svc: Any, env: dict[str, str]) -> None:
+        self.root = root
+        self.svc = svc
+        self.env = env
+        self.volumes: dict[str, str] = {}
+
+    def site_path(self, site: str) -> Path:
+        return self.root / "sites" / site
+
+    def driver(self, site: str) -> Any:
+        return self.svc.driver(site)
+
+    def add_sites(self, svc: Any, *, init: bool = True) -> None:
+        svc.add_site(
+            "a",
+            "sim",
+            {"path": str(self.site_path("a"))},
+            str(self.root / "repos" / "a"),
+            init_repository=init,
+        )
+        svc.add_site(
+            "b",
+            "sim",
+            {"path": str(self.site_path("b"))},
+            str(self.root / "repos" / "b"),
+            init_repository=init,
+            key_from="a" if init else None,
+        )
+
+    def deploy(self) -> None:
+        from seawall.clouds import ResourceSpec
+        from seawall.model import ResourceKind as K
+
+        d = self.driver("a")
+
+        def mk(kind: Any, name: str, attrs: Any = None, refs: Any = None, tags: Any = None) -> str:
+            spec = ResourceSpec(
+                kind, name, f"t/{kind.value}/{name}", attrs or {}, refs or {}, tags or {}
+            )
+            return str(d.create(spec).id)
+
+        image_data = bytes(range(256)) * 256  # 64 KiB
+        image = mk(K.IMAGE, "os", {"size": len(image_data), "disk_format": "raw"})
+        d.write_image(image, [image_data])
+        flavor = mk(K.FLAVOR, "small")
+        key = mk(K.KEYPAIR, "key", {"public_key": "ssh-ed25519 AAAA test"})
+        net = mk(K.NETWORK, "net")
+        subnet = mk(K.SUBNET, "subnet", {"cidr": "10.30.0.0/24"}, {"network": (net,)})
+        mk(K.ROUTER, "router", {"external_gateway": True}, {"subnets": (subnet,)})
+        sg = mk(K.SECURITY_GROUP, "sg", {"rules": []})
+        self.servers: dict[str, str] = {}
+        for i, name in enumerate(("db", "app", "web")):
+            port = mk(
+                K.PORT,
+                f"{name}-port",
+                {"fixed_ips": [f"10.30.0.{10 + i}"]},
+                {"network": (net,), "subnet": (subnet,), "security_groups": (sg,)},
+            )
+            vols = []
+            if name == "db":  # app and web are stateless (and boot from the image)
+                boot = mk(K.VOLUME, "db-boot", {"size": MiB, "bootable": True}, {"image": (image,)})
+                data = mk(K.VOLUME, "db-data", {"size": 2 * MiB})
+                for j in range(4):  # some data, some holes
+                    d.write_volume(data, j * 256 * 1024, bytes([j + 1]) * 100_000)
+                vols = [boot, data]
+                self.volumes = {"db-boot": boot, "db-data": data}
+            argv = ["python", "-m", "seawall.clouds.sim_app", "--role", name, "--wait", "20"]
+            if SHOP_REQUIRES[name]:
+                argv += ["--requires", SHOP_REQUIRES[name]]
+            self.servers[name] = mk(
+                K.SERVER,
+                name,
+                {
+                    "hostname": name,
+                    "command": argv,
+                    "listen_port": SHOP_PORTS[name],
+                    "guest_agent": True,
+                },
+                {
+                    "flavor": (flavor,),
+                    "image": (image,),
+                    "keypair": (key,),
+                    "ports": (port,),
+                    "volumes": tuple(vols),
+                },
+                {"app": "shop"},
+            )
+            self.wait_healthy("a", name)
+            if name == "web":
+                mk(K.FLOATING_IP, "web-fip", {}, {"port": (port,)})
+
+    def plan(self, target: str, **changes: Any) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "workload": "shop",
+            "target": target,
+            "boot_groups": [
+                {"name": "data", "servers": ["db"]},
+                {"name": "app", "servers": ["app"]},
+                {"name": "web", "servers": ["web"]},
+            ],
+            "health_checks": [
+                {"server": n, "kind": "http", "port": p, "path": "/health", "timeout_seconds": 20}
+                for n, p in SHOP_PORTS.items()
+            ],
+        }
+        data.update(changes)
+        return data
+
+    def wait_active(self, site: str, server_id: str) -> None:
+        from seawall.model import ResourceKind, ResourceRef
+
+        self.driver(site).wait_for_status(ResourceRef(ResourceKind.SERVER, server_id), "ACTIVE", 30)
+
+    def wait_healthy(self, site: str, hostname: str, timeout: float = 30) -> None:
+        """Until the server's process answers ``GET /health`` (ACTIVE only means alive)."""
+        import time
+        import urllib.error
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.http(site, hostname).get("ok"):
+                    return
+            except (OSError, urllib.error.URLError):
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{hostname} at {site} did not become healthy")
+            time.sleep(0.05)
+
+    def server(self, site: str, hostname: str) -> Any:
+        from seawall.model import ResourceKind
+
+        for r in self.driver(site).list_resources(ResourceKind.SERVER):
+            if r.attrs.get("hostname") == hostname and not r.name.startswith("drill-"):
+                return r
+        raise AssertionError(f"no server {hostname} at {site}")
+
+    def http(self, site: str, hostname: str, path: str = "/health", body: Any = None) -> Any:
+        import json
+        import urllib.request
+
+        r = self.server(site, hostname)
+        url = f"http://{r.attrs['access_address']}:{r.attrs['listen_port']}{path}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def write(self, site: str, volume: int, offset: int, length: int, seed: int) -> None:
+        """A write by the application itself (through the sim's change journal)."""
+        body = {"volume": volume, "offset": offset, "length": length, "seed": seed}
+        self.http(site, "db", "/write", body)
+
+    def volume_bytes(self, site: str, hostname: str) -> list[bytes]:
+        """The bytes of a server's volumes, in attach order, read from the site's files."""
+        from seawall.model import ResourceKind
+
+        server = self.server(site, hostname)
+        d = self.driver(site)
+        return [
+            d.volume_path(v.id).read_bytes()
+            for v in server.refs.get("volumes", ())
+            if v.kind is ResourceKind.VOLUME
+        ]
+
+    def inventory(self, site: str) -> dict[tuple[str, str], Any]:
+        """Every resource at a site with what defines it (runtime status aside)."""
+        from seawall.model import dump
+
+        out = {}
+        for r in self.driver(site).list_resources():
+            data = dump(r)
+            data["attrs"].pop("status", None)
+            out[(r.kind.value, r.id)] = data
+        return out
+
+    def files(self, site: str) -> set[str]:
+        root = self.site_path(site)
+        return {
+            str(p.relative_to(root))
+            for sub in ("volumes", "snapshots", "images")
+            for p in (root / sub).glob("*")
+        }
+
+    def destroy(self, site: str) -> None:
+        from seawall.clouds.sim import destroy_site
+
+        destroy_site(self.site_path(site))
+        self.svc.forget_site_handles(site)
+
+    def rebuild(self, site: str) -> None:
+        """The site's cloud comes back empty (its repository survived)."""
+        self.svc.forget_site_handles(site)
+        self.driver(site).ping()
+
+    def explain(self, run: Any) -> str:
+        steps = "\n".join(f"  {s.name}: {s.state.value} {s.detail}" for s in self.svc.steps(run.id))
+        return f"run {run.id} {run.state.value}: {run.error}\n{steps}"
+
+
+@contextlib.contextmanager
+def shop_world(root: Path, env: dict[str, str]) -> Iterator[Shop]:
+    """Build the two sites and the deployed workload under ``root``; destroy them after."""
+    from seawall.clouds.sim import destroy_site
+    from seawall.model import Selector
+    from seawall.service import Service
+
+    svc = Service(root / "home")
+    world = Shop(root, svc, env)
+    try:
+        world.add_sites(svc)
+        world.deploy()
+        svc.create_workload("shop", "a", Selector.parse("tag:app=shop"), "gold", ["b"])
+        svc.set_plan(world.plan("b"))
+        svc.set_plan(world.plan("a"))
+        yield world
+    finally:
+        world.svc.close()
+        for site in ("a", "b"):
+            destroy_site(world.site_path(site))
+
+
+@pytest.fixture
+def shop(tmp_path: Path, seawall_env: dict[str, str]) -> Iterator[Shop]:
+    with shop_world(tmp_path, seawall_env) as world:
+        yield world
+
+
+@pytest.fixture(scope="module")
+def shop_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
+    """The same world, shared by a module's tests that leave it as they found it."""
+    root = tmp_path_factory.mktemp("shop")
+    with pytest.MonkeyPatch.context() as mp:
+        env = use_seawall_env(root, mp)
+        with shop_world(root, env) as world:
+            yield world

@@ -274,13 +274,47 @@ class Service:
         self._db.get_workload(plan.workload)
         self._db.get_site(plan.target)
         self._db.set_plan(plan)
+        self._copy_plan(plan)
         return plan
 
+    def _copy_plan(self, plan: RecoveryPlan) -> None:
+        """Keep the plan in the target's repository too: a failover with the state
+        database lost still boots by the plan (the repository describes itself)."""
+        labels = {"workload": plan.workload, "target": plan.target}
+        try:
+            repo = self.repository(plan.target)
+            old = repo.list_manifests("plan", labels)
+            new = repo.save_manifest("plan", labels, dump(plan))
+            for m in old:
+                if m.id != new:
+                    repo.delete_manifest(m.id)
+        except SeawallError as exc:
+            self._db.add_event(
+                "plan-not-copied",
+                f"the recovery plan of {plan.workload} for {plan.target} is only in the "
+                f"state database ({exc}); set it again when the site's repository is back",
+                severity="warning",
+                workload=plan.workload,
+            )
+
     def recovery_plan(self, workload: Workload, target: str, graph: ResourceGraph) -> RecoveryPlan:
+        """The plan set for this target; else its copy in the target's repository (the
+        state database was lost); else the default plan."""
         try:
             return self._db.get_plan(workload.name, target)
         except NotFound:
-            return default_recovery_plan(workload, target, graph)
+            pass
+        labels = {"workload": workload.name, "target": target}
+        try:
+            copies = self.repository(target).list_manifests("plan", labels)
+        except SeawallError:
+            copies = []
+        if copies:
+            newest = max(copies, key=lambda m: m.created_at)
+            plan = load(RecoveryPlan, newest.body, "plan")
+            self._db.set_plan(plan)
+            return plan
+        return default_recovery_plan(workload, target, graph)
 
     # -- checkpoints --------------------------------------------------------------------
     def list_checkpoints(

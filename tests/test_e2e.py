@@ -1,0 +1,403 @@
+"""End to end on two sim sites through the Service: every operation, for real.
+
+The ``shop`` fixture (tests/conftest.py) deploys a small three-tier workload on site
+``a`` whose servers are real processes; data is written by the application itself
+(``POST /write`` on the db server), so changed-block tracking, byte-for-byte
+verification, boot order and health checks are all exercised rather than mocked.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from seawall.clouds import ResourceSpec
+from seawall.clouds.sim import destroy_site
+from seawall.model import (
+    Checkpoint,
+    ResourceKind,
+    RunKind,
+    RunState,
+    Selector,
+    load,
+)
+from seawall.service import Service
+
+K = ResourceKind
+KiB = 1024
+CHUNK = 64 * KiB  # the repository's default chunk size
+
+pytestmark = pytest.mark.slow
+
+
+def ok(shop: Any, run: Any, state: RunState = RunState.SUCCEEDED) -> Any:
+    assert run.state is state, shop.explain(run)
+    return run
+
+
+def step_times(shop: Any, run_id: str) -> dict[str, tuple[float, float]]:
+    return {s.name: (s.started_at, s.finished_at) for s in shop.svc.steps(run_id)}
+
+
+@pytest.fixture(scope="module")
+def baseline(shop_module: Any) -> str:
+    """One checkpoint of the module's shared world (replicated to b)."""
+    return str(ok(shop_module, shop_module.svc.protect("shop")).result["checkpoint"]["id"])
+
+
+@pytest.fixture
+def protected(shop_module: Any, baseline: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The shared, protected world; a test using it must leave it as it found it."""
+    for k in ("SEAWALL_HOME", "SEAWALL_PASSPHRASE", "SEAWALL_KDF", "SEAWALL_BACKOFF_START"):
+        monkeypatch.setenv(k, shop_module.env[k])
+    before = {site: shop_module.inventory(site) for site in ("a", "b")}
+    yield shop_module
+    assert {site: shop_module.inventory(site) for site in ("a", "b")} == before
+    assert shop_module.svc.get_workload("shop").site == "a"
+
+
+# --------------------------------------------------------------------------------------
+# protect
+# --------------------------------------------------------------------------------------
+
+
+def test_protect_full_then_incremental_reads_only_what_changed(shop: Any) -> None:
+    full = ok(shop, shop.svc.protect("shop"))
+    first = full.result["checkpoint"]
+    assert first["bytes_read"] == 3 << 20 and first["modes"] == ["full"]  # 1 + 2 MiB
+    assert first["consistency"] == "application"  # gold froze the servers
+    assert full.result["replication:b"]["ok"] is True
+    cp1 = shop.svc.get_checkpoint(first["id"])
+    assert sorted(shop.svc.db.checkpoint_sites(cp1.id)) == ["a", "b"]
+
+    # the application writes three 4 KiB blocks, two of them in the same 64 KiB chunk
+    shop.write("a", 1, 10 * CHUNK, 4 * KiB, seed=1)
+    shop.write("a", 1, 10 * CHUNK + 8 * KiB, 4 * KiB, seed=2)
+    shop.write("a", 1, 20 * CHUNK + 4 * KiB, 4 * KiB, seed=3)
+    incr = ok(shop, shop.svc.protect("shop"))
+    second = incr.result["checkpoint"]
+    assert second["modes"] == ["cbt"]
+    assert second["bytes_read"] == 2 * CHUNK  # two chunks changed; nothing else is read
+    assert 0 < second["bytes_stored"] <= 2 * CHUNK
+    assert incr.result["replication:b"]["bytes_sent"] < 2 * CHUNK + 64 * KiB
+    cp2 = shop.svc.get_checkpoint(second["id"])
+    assert cp2.parent == cp1.id and cp2.diff.empty
+    # each checkpoint is a full logical image: the new one holds exactly the new bytes
+    report = shop.svc.verify_checkpoint(cp2.id)
+    assert report["ok"] and set(report["sites"]) == {"a", "b"}
+    data = shop.volume_bytes("a", "db")[1]
+    image = bytearray(len(data))
+    repo = shop.svc.repository("b")
+    for offset, chunk in repo.read_volume(cp2.volume(shop.volumes["db-data"]).image_id):
+        image[offset : offset + len(chunk)] = chunk
+    assert bytes(image) == data
+
+    # a server joins the workload (it carries the selector's tag), then leaves again
+    d = shop.driver("a")
+    net = next(r for r in d.list_resources(K.NETWORK) if r.name == "net")
+    flavor = next(r for r in d.list_resources(K.FLAVOR))
+    port = d.create(ResourceSpec(K.PORT, "cache-port", "t/cache-port", {}, {"network": (net.id,)}))
+    vol = d.create(ResourceSpec(K.VOLUME, "cache-vol", "t/cache-vol", {"size": 256 * KiB}))
+    d.write_volume(vol.id, 0, b"cache" * 1000)
+    cache = d.create(
+        ResourceSpec(
+            K.SERVER,
+            "cache",
+            "t/cache",
+            {},
+            {"flavor": (flavor.id,), "ports": (port.id,), "volumes": (vol.id,)},
+            {"app": "shop"},
+        )
+    )
+    third = ok(shop, shop.svc.protect("shop"))
+    cp3 = shop.svc.get_checkpoint(third.result["checkpoint"]["id"])
+    assert set(cp3.diff.added) == {cache.ref, port.ref, vol.ref} and not cp3.diff.removed
+    assert set(cp3.diff.added) == cp3.graph.refs - cp2.graph.refs
+    assert cp3.graph.find(cache.ref) is not None and cp2.graph.find(cache.ref) is None
+    assert cp3.volume(vol.id).bytes_read == 256 * KiB  # the new volume is read in full
+    assert third.result["checkpoint"]["bytes_read"] == 256 * KiB  # the others: nothing
+    assert third.result["checkpoint"]["volumes"] == 3
+
+    d.delete(cache.ref)
+    fourth = ok(shop, shop.svc.protect("shop"))
+    cp4 = shop.svc.get_checkpoint(fourth.result["checkpoint"]["id"])
+    assert set(cp4.diff.removed) == {cache.ref, port.ref, vol.ref} and not cp4.diff.added
+    assert [c.id for c in shop.svc.list_checkpoints("shop", "b")] == [
+        cp4.id,
+        cp3.id,
+        cp2.id,
+        cp1.id,
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# failover, reprotect, failback
+# --------------------------------------------------------------------------------------
+
+
+def test_failover_verifies_every_byte_boots_in_order_then_reprotect_and_failback(
+    shop: Any,
+) -> None:
+    d = shop.driver("a")
+    d.write_volume(shop.volumes["db-boot"], 0, bytes(CHUNK))  # zeros where the image had data
+    shop.write("a", 1, 3 * CHUNK, 64 * KiB, seed=9)
+    before = shop.volume_bytes("a", "db")
+    assert before[0][:CHUNK] == bytes(CHUNK)
+    cp = ok(shop, shop.svc.protect("shop")).result["checkpoint"]["id"]
+    shop.destroy("a")  # the disaster: servers, volumes, networks gone
+
+    run = ok(shop, shop.svc.failover("shop", target="b"))
+    assert run.result["verified"] is True and run.result["checkpoint_id"] == cp
+    assert isinstance(run.result["rto_seconds"], float) and run.result["rto_seconds"] > 0
+    verifies = {k: v for k, v in run.result.items() if k.startswith("verify:")}
+    assert len(verifies) == 2 and all(v["verified"] for v in verifies.values())
+    # independently of VerifyVolume: the recovered volumes hold the checkpoint's bytes
+    assert shop.volume_bytes("b", "db") == before
+    assert shop.http("b", "web")["ok"] is True
+
+    # boot order: each group healthy before the next one is created
+    t = step_times(shop, run.id)
+    db_healthy = t["check-health:db:http:5432"][1]
+    app_healthy = t["check-health:app:http:8080"][1]
+    assert t["create-server:db"][1] <= db_healthy <= t["create-server:app"][0]
+    assert t["create-server:app"][1] <= app_healthy <= t["create-server:web"][0]
+    checks = sorted((v["at"], v["server"]) for k, v in run.result.items() if k.startswith("check:"))
+    assert [s for _, s in checks] == ["db", "app", "web"]
+    assert t["create-floating_ip:web-fip"][0] >= t["check-health:web:http:8000"][1]
+    assert [f.name for f in shop.driver("b").list_resources(K.FLOATING_IP)] == ["web-fip"]
+    # the roles are reversed: the workload runs at b and is protected towards a
+    w = shop.svc.get_workload("shop")
+    assert w.site == "b" and w.targets == ("a",)
+
+    # reprotect: a's cloud comes back empty, its repository survived; only the
+    # difference since the recovery is read and sent
+    shop.rebuild("a")
+    shop.write("b", 1, 5 * CHUNK, 4 * KiB, seed=5)
+    shop.write("b", 1, 30 * CHUNK, 4 * KiB, seed=6)
+    expected = shop.http("b", "db", "/volumes")["volumes"]
+    rp = ok(shop, shop.svc.reprotect("shop"))
+    assert rp.kind is RunKind.REPROTECT
+    assert rp.result["checkpoint"]["modes"] == ["cbt"]  # from the verification snapshots
+    assert rp.result["checkpoint"]["bytes_read"] == 2 * CHUNK
+    assert rp.result["replication:a"]["ok"] is True
+    assert rp.result["replication:a"]["bytes_sent"] < 2 * CHUNK + 64 * KiB
+
+    # failback: a planned migration back to a, with zero data loss
+    fb = ok(shop, shop.svc.failback("shop"))
+    assert fb.kind is RunKind.FAILBACK and fb.result["verified"] is True
+    assert fb.result["target"] == "a" and fb.result["data_loss_window_seconds"] == 0
+    assert shop.http("a", "db", "/volumes")["volumes"] == expected
+    w = shop.svc.get_workload("shop")
+    assert w.site == "a" and w.targets == ("b",)
+    for name in ("db", "app", "web"):
+        assert shop.server("b", name).attrs["status"] == "SHUTOFF"  # fenced at b
+
+
+def test_migrate_loses_no_data(shop: Any) -> None:
+    ok(shop, shop.svc.protect("shop"))
+    shop.write("a", 1, 7 * CHUNK, 12 * KiB, seed=42)  # right before the migration
+    expected = shop.http("a", "db", "/volumes")["volumes"]
+    run = ok(shop, shop.svc.migrate("shop", target="b"))
+    assert run.result["verified"] is True
+    assert shop.http("b", "db", "/volumes")["volumes"] == expected
+    # zero loss: every server was fenced before the final snapshots were taken
+    t = step_times(shop, run.id)
+    fenced = max(v[1] for k, v in t.items() if k.startswith("fence-server:"))
+    assert fenced <= min(v[0] for k, v in t.items() if k.startswith("final-snapshot-volume:"))
+    assert run.result["data_loss_window_seconds"] == 0
+    for name in ("db", "app", "web"):
+        assert shop.server("a", name).attrs["status"] == "SHUTOFF"
+    assert shop.svc.get_workload("shop").site == "b"
+    final = run.result["checkpoint_id"]
+    assert sorted(shop.svc.db.checkpoint_sites(final)) == ["a", "b"]
+
+
+# --------------------------------------------------------------------------------------
+# the worst case: primary site and the state database lost
+# --------------------------------------------------------------------------------------
+
+
+def test_failover_with_the_primary_and_the_state_database_lost(
+    shop: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop.write("a", 1, 2 * CHUNK, 8 * KiB, seed=77)
+    expected = shop.http("a", "db", "/volumes")["volumes"]
+    cp = ok(shop, shop.svc.protect("shop")).result["checkpoint"]["id"]
+    shop.svc.close()
+    destroy_site(shop.site_path("a"))
+    shutil.rmtree(tmp_path / "home")  # state.db and engine.db are gone too
+
+    home = tmp_path / "new-home"
+    monkeypatch.setenv("SEAWALL_HOME", str(home))
+    svc = Service(home)
+    shop.svc = svc  # the fixture closes this one
+    assert svc.list_sites() == [] and svc.list_checkpoints() == []
+    svc.add_site("b", "sim", {"path": str(shop.site_path("b"))}, str(tmp_path / "repos" / "b"))
+    svc.add_site("a", "sim", {"path": str(shop.site_path("a"))})  # an empty cloud now
+    svc.create_workload("shop", "a", Selector.parse("tag:app=shop"), "gold", ["b"])
+    found = svc.catalogue("b", "shop")
+    assert [c.id for c in found] == [cp]
+    assert load(Checkpoint, svc.repository("b").load_manifest(cp).body) == found[0]
+
+    # the recovery plan comes back from b's repository too: boot groups and checks
+    plan = svc.recovery_plan(svc.get_workload("shop"), "b", found[0].graph)
+    assert [g.name for g in plan.boot_groups] == ["data", "app", "web"]
+    run = ok(shop, svc.failover("shop", target="b"))
+    assert run.result["verified"] is True and run.result["checkpoint_id"] == cp
+    assert "check-health:web:http:8000" in step_times(shop, run.id)
+    assert shop.http("b", "db", "/volumes")["volumes"] == expected
+
+
+# --------------------------------------------------------------------------------------
+# on the shared world: drills, cancel, a migration that fails
+# --------------------------------------------------------------------------------------
+
+
+class Spy:
+    """Records what a driver is asked to create (the drill deletes it all afterwards)."""
+
+    def __init__(self, driver: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.created: list[tuple[ResourceSpec, Any]] = []
+        original = driver.create
+
+        def create(spec: ResourceSpec) -> Any:
+            r = original(spec)
+            self.created.append((spec, r))
+            return r
+
+        monkeypatch.setattr(driver, "create", create)
+
+
+def test_drill_is_isolated_verified_and_leaves_nothing(
+    protected: Any, baseline: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = protected
+    # a drill into the production site itself, with a plan that maps onto its network
+    shop.svc.set_plan(shop.plan("a", mappings={"network": {"net": "net"}}))
+    production = shop.inventory("a")
+    files = shop.files("a")
+    health = {h: shop.http("a", h) for h in ("db", "app", "web")}
+    spy = Spy(shop.driver("a"), monkeypatch)
+
+    run = ok(shop, shop.svc.drill("shop", target="a", checkpoint_id=baseline))
+    assert run.result["verified"] is True and run.result["residue"] == 0
+    assert isinstance(run.result["rto_seconds"], float)
+    assert run.result["cleanup"]["left"] == []
+
+    # nothing left: every resource and every volume/snapshot/image file as before
+    assert shop.inventory("a") == production
+    assert shop.files("a") == files
+    assert {h: shop.http("a", h) for h in ("db", "app", "web")} == health
+    # the bubble: its own isolated network, nothing attached to production's
+    created = {(spec.kind, r.id): (spec, r) for spec, r in spy.created}
+    nets = {r.id for (kind, _), (_, r) in created.items() if kind is K.NETWORK}
+    assert len(nets) == 1 and not nets & {rid for (_, rid) in production}
+    for (kind, _), (spec, r) in created.items():
+        assert r.name.startswith("drill-"), r.name
+        assert spec.tags["seawall:run"] == run.id and "app" not in spec.tags
+        if kind is K.NETWORK:
+            assert r.attrs["isolated"] is True and r.attrs["external"] is False
+        if kind in (K.PORT, K.SUBNET):
+            assert set(spec.refs["network"]) <= nets
+        if kind is K.ROUTER:
+            assert r.attrs["external_gateway"] is False
+        assert kind is not K.FLOATING_IP
+    assert len([1 for (kind, _) in created if kind is K.SERVER]) == 3
+
+
+def test_drill_whose_verification_fails_is_reported_and_still_cleaned_up(
+    protected: Any,
+) -> None:
+    shop = protected
+    checks = shop.plan("b")["health_checks"]
+    checks.append({"server": "web", "kind": "tcp", "port": 9, "timeout_seconds": 1})
+    shop.svc.set_plan(shop.plan("b", health_checks=checks))
+    try:
+        run = shop.svc.drill("shop", target="b")
+    finally:
+        shop.svc.set_plan(shop.plan("b"))
+    assert run.state is RunState.PARTIALLY_FAILED, shop.explain(run)
+    assert run.result["verified"] is False
+    assert run.result["residue"] == 0  # cleaned up all the same (checked by the fixture)
+    assert "check-health:web:tcp:9" in run.error
+    failed = run.result["check:check-health:web:tcp:9"]
+    assert failed["ok"] is False and "tcp" in failed["why"]
+    assert run.result["check:check-health:web:http:8000"]["ok"] is True
+    events = shop.svc.db.list_events(workload="shop")
+    assert any(e.kind == "run-partially-failed" and e.run_id == run.id for e in events)
+
+
+def test_run_cancel_during_a_failover_reverts_everything(protected: Any) -> None:
+    shop = protected
+    result: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: result.update(run=shop.svc.failover("shop", target="b")), daemon=True
+    )
+    started = {r.id for r in shop.svc.list_runs("shop")}
+    thread.start()
+    deadline = time.monotonic() + 60
+    run_id = ""
+    while time.monotonic() < deadline:  # cancel as soon as the first server exists
+        new = [r for r in shop.svc.list_runs("shop") if r.id not in started]
+        if new:
+            run_id = new[0].id
+            done = {s.name for s in shop.svc.steps(run_id) if s.state.value == "done"}
+            if "create-server:db" in done:
+                break
+        time.sleep(0.05)
+    assert run_id, "the failover did not start"
+    cancel = subprocess.run(
+        [sys.executable, "-m", "seawall", "--json", "run", "cancel", run_id],
+        env=shop.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert cancel.returncode == 0, cancel.stderr
+    assert '"cancelling"' in cancel.stdout
+    thread.join(120)
+    assert not thread.is_alive()
+    run = result["run"]
+    assert run.state is RunState.CANCELLED, shop.explain(run)
+    assert all(r.removed for r in shop.svc.db.list_created(run.id))
+    steps = {s.name: s.state.value for s in shop.svc.steps(run.id)}
+    assert steps["create-server:db"] == "reverted"
+    assert steps.get("create-server:web") in (None, "pending", "reverted")
+    # nothing left behind at b: checked by the fixture
+
+
+def test_a_migration_that_fails_reverts_and_keeps_every_checkpoint(
+    protected: Any, baseline: str
+) -> None:
+    shop = protected
+    w = shop.svc.get_workload("shop")
+    shop.svc.create_policy({"name": "lean", "retention": {"last": 1}})
+    shop.svc.db.update_workload(replace(w, policy="lean"))
+    # a health check that can never pass makes the (non-drill) recovery fail
+    bad = shop.plan("b")
+    bad["health_checks"][0] = {"server": "db", "kind": "tcp", "port": 1, "timeout_seconds": 1}
+    shop.svc.set_plan(bad)
+    checkpoints = {s: [c.id for c in shop.svc.catalogue(s, "shop")] for s in ("a", "b")}
+    snapshots = shop.files("a")
+    try:
+        run = shop.svc.migrate("shop", target="b")
+    finally:
+        shop.svc.set_plan(shop.plan("b"))
+        shop.svc.db.update_workload(w)
+    assert run.state is RunState.REVERTED, shop.explain(run)
+    assert "check-health:db:tcp:1" in run.error
+    for name in ("db", "app", "web"):  # the primary was powered back on
+        shop.wait_active("a", shop.server("a", name).id)
+    # retention (last=1) never ran: the checkpoints and change bases are all still there
+    assert [c.id for c in shop.svc.catalogue("a", "shop")] == checkpoints["a"]
+    assert baseline in [c.id for c in shop.svc.catalogue("b", "shop")]
+    assert shop.files("a") == snapshots
