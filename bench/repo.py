@@ -129,7 +129,7 @@ class _Limited:
     def read(self, n: int = -1) -> bytes:
         if self.left <= 0:
             return b""
-        data = self.f.read(min(n if n > 0 else self.left, self.left))
+        data: bytes = self.f.read(min(n if n > 0 else self.left, self.left))
         self.left -= len(data)
         return data
 
@@ -277,6 +277,8 @@ def main() -> None:
     ap.add_argument("--kdf", default="default", choices=["default", "fast"])
     ap.add_argument("--chunk-size", type=int, default=None)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="repetitions (tools interleaved); the table shows median [min-max]")
     ap.add_argument("--keep", action="store_true", help="keep the generated images")
     args = ap.parse_args()
     size = parse_size(args.size)
@@ -295,29 +297,46 @@ def main() -> None:
         shift(files["full"], files["shift"])
         marker.touch()
     changed = sum(n for _, n in json.loads(ext.read_text()))
-    results: dict[str, Any] = {"size": size, "changed_bytes": changed, "tools": {}}
     tools = args.tools.split(",")
-    if "seawall" in tools:
-        results["tools"]["seawall"] = bench_seawall(w, files, ext, args.kdf, args.chunk_size)
-    if "restic" in tools and ensure_tool("restic", "restic"):
-        results["tools"]["restic"] = bench_restic(w, files)
-    if "borg" in tools and ensure_tool("borg", "borgbackup"):
-        results["tools"]["borg"] = bench_borg(w, files)
-    report(results, args.json)
+    available = [t for t in tools if t == "seawall"
+                 or (t == "restic" and ensure_tool("restic", "restic"))
+                 or (t == "borg" and ensure_tool("borg", "borgbackup"))]
+    reps: list[dict[str, Any]] = []
+    for rep in range(args.repeat):
+        for p in w.iterdir():
+            if p.is_dir():
+                shutil.rmtree(p)
+        one: dict[str, Any] = {"size": size, "changed_bytes": changed, "tools": {}}
+        # Tools interleaved within each repetition, so load from other jobs hits all alike.
+        for tool in available:
+            print(f"rep {rep + 1}/{args.repeat}: {tool} ...", file=sys.stderr)
+            if tool == "seawall":
+                one["tools"][tool] = bench_seawall(w, files, ext, args.kdf, args.chunk_size)
+            elif tool == "restic":
+                one["tools"][tool] = bench_restic(w, files)
+            else:
+                one["tools"][tool] = bench_borg(w, files)
+        summarize(one)
+        reps.append(one)
+    report(reps, args.json)
     if not args.keep:
         for p in w.iterdir():
             shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-def report(results: dict[str, Any], as_json: bool) -> None:
+def summarize(results: dict[str, Any]) -> None:
+    """Per-tool figures of one repetition (and their ratios to restic and borg)."""
     size, changed = results["size"], results["changed_bytes"]
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for tool, r in results["tools"].items():
         rows[tool] = {
             "full_MBps": size / 1e6 / r["full"]["wall"],
+            "full_cpu_s": r["full"]["cpu"],
             "incr_s": r["mut"]["wall"],
+            "incr_cpu_s": r["mut"]["cpu"],
             "incr_stored_per_changed": r["mut"]["added"] / changed,
             "restore_MBps": size / 1e6 / r["restore"]["wall"],
+            "restore_cpu_s": r["restore"]["cpu"],
             "peak_rss_MiB": max(x["rss_mib"] for x in r.values() if isinstance(x, dict)),
             "shift_stored_MiB": r["shift"]["added"] / MiB,
             "restore_ok": r["restore"]["ok"],
@@ -334,24 +353,38 @@ def report(results: dict[str, Any], as_json: bool) -> None:
                     "restore": round(a["restore_MBps"] / b["restore_MBps"], 2),
                 }
     results["summary"] = rows
+    for r in results["tools"].values():
+        for v in r.values():
+            if isinstance(v, dict):
+                v.pop("stdout", None)
+
+
+def _med(xs: list[float]) -> str:
+    import statistics
+
+    if len(xs) == 1:
+        return f"{xs[0]:.2f}"
+    return f"{statistics.median(xs):.2f} [{min(xs):.2f}-{max(xs):.2f}]"
+
+
+def report(reps: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
-        for r in results["tools"].values():
-            for v in r.values():
-                if isinstance(v, dict):
-                    v.pop("stdout", None)
-        print(json.dumps(results, indent=1, default=str))
+        print(json.dumps({"runs": reps}, indent=1, default=str))
         return
-    print(f"volume {size / MiB:.0f} MiB, changed {changed / 1e6:.1f} MB")
-    hdr = f"{'tool':8} {'full MB/s':>10} {'incr s':>8} {'incr stored/changed':>20} " \
-          f"{'restore MB/s':>13} {'peak RSS MiB':>13} {'shift MiB':>10}"
-    print(hdr)
-    for tool, x in rows.items():
-        print(f"{tool:8} {x['full_MBps']:10.1f} {x['incr_s']:8.2f} "
-              f"{x['incr_stored_per_changed']:20.2f} {x['restore_MBps']:13.1f} "
-              f"{x['peak_rss_MiB']:13.0f} {x['shift_stored_MiB']:10.1f}")
+    size, changed = reps[0]["size"], reps[0]["changed_bytes"]
+    print(f"volume {size / MiB:.0f} MiB, changed {changed / 1e6:.1f} MB, "
+          f"{len(reps)} repetition(s): median [min-max]")
+    cols = ["full_MBps", "full_cpu_s", "incr_s", "incr_cpu_s", "incr_stored_per_changed",
+            "restore_MBps", "restore_cpu_s", "peak_rss_MiB", "shift_stored_MiB"]
+    for tool in reps[0]["summary"]:
+        rows = [r["summary"][tool] for r in reps]
+        print(f"{tool}: " + ", ".join(f"{c}={_med([x[c] for x in rows])}" for c in cols)
+              + ("" if all(x["restore_ok"] for x in rows) else "  RESTORE MISMATCH"))
         for ref in ("restic", "borg"):
-            if f"vs_{ref}" in x:
-                print(f"   vs {ref}: {x[f'vs_{ref}']}")
+            if f"vs_{ref}" in rows[0]:
+                ratios = {k: _med([x[f"vs_{ref}"][k] for x in rows])
+                          for k in ("full", "incr_time", "restore")}
+                print(f"   vs {ref}: {ratios}")
 
 
 if __name__ == "__main__":
