@@ -814,6 +814,7 @@ def _add_repo_commands() -> None:
     cli.add_command(repo_group, "repo")
     cli.add_command(volume_group, "volume")
     cli.add_command(__import__("seawall.cli_lab").cli_lab.lab_group, "lab")
+    cli.add_command(__import__("seawall.cli_serve").cli_serve.serve_command, "serve")
 
 
 _add_repo_commands()
