@@ -271,6 +271,16 @@ def test_restore_volume_into_a_file_equals_read_volume(repo: Repository, tmp_pat
     finally:
         os.close(fd)
     assert out.read_bytes() == data
+    out.unlink()
+    fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o600)
+    dfd = os.open(out, os.O_WRONLY | getattr(os, "O_DIRECT", 0))  # whole chunks bypass the cache
+    try:
+        os.ftruncate(fd, img.size)
+        assert repo.restore_volume(img.id, fd, direct_fd=dfd) == n
+    finally:
+        os.close(dfd)
+        os.close(fd)
+    assert out.read_bytes() == data
     nonzero = sum(len(data[i : i + 4096]) for i in range(0, len(data), 4096)
                   if data[i : i + 4096].strip(b"\0"))
     assert n == nonzero and seen[-1] == n
