@@ -384,6 +384,7 @@ def install(root: Path = DEFAULT_ROOT, constraints: Path = CONSTRAINTS) -> dict[
                 subprocess.run(argv, stdout=out, stderr=out, check=True)
         timings["pip"] = time.monotonic() - t
     link_ceph_bindings(venv)
+    link_ceph_bindings()  # and seawall's own venv, for the openstack driver's RBD path
     shim = root / "bin" / "sudo"
     write(
         shim,
@@ -1065,10 +1066,16 @@ def wait_for_ready(site: LabSite, timeout: float = 420) -> None:
        "discover_hosts", log_name="nova-setup")  # fmt: skip
 
 
-def create_public_network(site: LabSite) -> None:
-    """A flat external network ``public`` (TEST-NET-3) for router gateways and floating
-    IPs. Nothing is bridged to it: the addresses are bookkeeping, as every guest is fake."""
+def set_up_project(site: LabSite) -> None:
+    """The admin project's quotas lifted (the defaults, 10 volumes and 10 snapshots, run
+    out within one test run), and a flat external network ``public`` (TEST-NET-3) for
+    router gateways and floating IPs. Nothing is bridged to it: the addresses are
+    bookkeeping, as every guest is fake."""
     conn = connect(site)
+    project = conn.current_project_id
+    conn.set_compute_quotas(project, instances=-1, cores=-1, ram=-1, key_pairs=-1,
+                            server_groups=-1, server_group_members=-1)  # fmt: skip
+    conn.set_volume_quotas(project, volumes=-1, snapshots=-1, gigabytes=-1, backups=-1)
     if conn.network.find_network("public") is not None:
         return
     net = conn.network.create_network(
@@ -1105,7 +1112,7 @@ STAGES: tuple[tuple[str, Callable[[LabSite], None]], ...] = (
     ("neutron", start_neutron),
     ("cinder", start_cinder),
     ("ready", wait_for_ready),
-    ("public-network", create_public_network),
+    ("project", set_up_project),
 )
 
 

@@ -24,8 +24,9 @@ volume              metadata (``seawall:size`` holds the byte size)
 image               properties for ``seawall:*``; Glance tags ``key=value`` for the rest
 flavor, volume      extra specs ``seawall:key`` / ``seawall:tag:<key>`` (the ``seawall``
 type                scope is ignored by the Nova and Cinder capability filters)
-keypair, server     no metadata at all: the tags are packed into the name, after
-group               ``--sw-`` (zlib + base32), and unpacked when read
+keypair             no metadata: the tags (zlib + base64url) end the public key's comment;
+                    the name (= its id) is ``<name>-sw<hash of the key>``
+server group        no metadata: the tags are packed into the name, after `` sw ``
 ==================  ==================================================================
 
 Data paths (:meth:`capabilities`): ``cbt`` when librbd (Debian ``python3-rbd``) and the
@@ -78,7 +79,8 @@ T = TypeVar("T")
 KEY_TAG = "seawall:key"
 SIZE_META = "seawall:size"
 TAG_SPEC = "seawall:tag:"  #: extra-spec prefix of a user tag on flavors and volume types
-PACK = "--sw-"  #: name separator before packed tags (keypairs, server groups)
+PACK = " sw "  #: server group name separator before the packed tags (never in base64)
+KEY_COMMENT = " seawall-tags:"  #: in a keypair's public key, before the packed tags
 GiB = 1 << 30
 _CHUNK = 4 << 20
 #: attrs the cloud computes; a spec's values for them are ignored
@@ -119,32 +121,65 @@ def strings_to_tags(strings: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def pack_name(name: str, tags: Mapping[str, str]) -> str:
-    """``<name>--sw-<base32(zlib(json))>``: the only place a keypair can keep its tags.
-    Keypair names allow ``[_- a-zA-Z0-9]``: base32 (lower case, no padding) fits."""
+def _pack(name: str, tags: Mapping[str, str]) -> str:
     payload = json.dumps({"n": name, "t": dict(tags)}, sort_keys=True, separators=(",", ":"))
-    packed = base64.b32encode(zlib.compress(payload.encode(), 9)).decode().rstrip("=").lower()
-    safe = "".join(c if c.isalnum() or c in "_- " else "_" for c in name)[:60]
-    full = f"{safe}{PACK}{packed}"
-    if len(full) > 255:
-        raise InvalidInput(
-            f"name and tags are too long to keep on a keypair or server group ({len(full)} "
-            "> 255 characters); shorten the name or the tags",
-            field="name",
-        )
-    return full
+    return base64.urlsafe_b64encode(zlib.compress(payload.encode(), 9)).decode().rstrip("=")
+
+
+def _unpack(packed: str) -> tuple[str, dict[str, str]] | None:
+    try:
+        raw = base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4))
+        data = json.loads(zlib.decompress(raw))
+        return str(data["n"]), {str(k): str(v) for k, v in data["t"].items()}
+    except (ValueError, KeyError, TypeError, zlib.error):
+        return None
+
+
+def pack_name(name: str, tags: Mapping[str, str]) -> str:
+    """``<name> sw <base64url(zlib(json))>``: a server group's only place for its tags.
+    When that is longer than Nova's 255 characters, seawall's own bookkeeping tags go
+    first, then the user's; ``seawall:key`` always stays (find-or-create needs it)."""
+    kept = dict(tags)
+    droppable = [k for k in sorted(kept) if k.startswith("seawall:") and k != KEY_TAG]
+    droppable += [k for k in sorted(kept) if not k.startswith("seawall:")]
+    while True:
+        full = f"{name[:60]}{PACK}{_pack(name, kept)}"
+        if len(full) <= 255:
+            return full
+        if not droppable:
+            raise InvalidInput(
+                f"the key of {name!r} is too long to keep on a server group", field="key"
+            )
+        kept.pop(droppable.pop(0))
 
 
 def unpack_name(cloud_name: str) -> tuple[str, dict[str, str]]:
     _, sep, packed = cloud_name.rpartition(PACK)
-    if not sep:
-        return cloud_name, {}
-    try:
-        raw = base64.b32decode(packed.upper() + "=" * (-len(packed) % 8))
-        data = json.loads(zlib.decompress(raw))
-        return str(data["n"]), {str(k): str(v) for k, v in data["t"].items()}
-    except (ValueError, KeyError, zlib.error):
-        return cloud_name, {}
+    found = _unpack(packed) if sep else None
+    return found if found is not None else (cloud_name, {})
+
+
+def keypair_name(name: str, key: str) -> str:
+    """Keypair names allow ``[_- a-zA-Z0-9]`` and are the keypair's id, which ends up in
+    the keys of later runs: kept short, unique per key; the tags go in the public key's
+    comment instead (see :func:`keypair_public_key`)."""
+    safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:60]
+    return f"{safe}-sw{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def keypair_public_key(public_key: str, name: str, tags: Mapping[str, str]) -> str:
+    """The public key with the tags appended to its comment (Nova keeps the text as given
+    and computes the fingerprint from the key alone)."""
+    return f"{public_key.strip()}{KEY_COMMENT}{_pack(name, tags)}"
+
+
+def split_public_key(stored: str) -> tuple[str, str | None, dict[str, str]]:
+    """(public key as captured, name, tags) from what Nova stores."""
+    head, sep, packed = (stored or "").rpartition(KEY_COMMENT)
+    found = _unpack(packed.strip()) if sep else None
+    if found is None:
+        return stored, None, {}
+    return head, found[0], found[1]
 
 
 def _bool(value: Any) -> bool:
@@ -446,9 +481,9 @@ class OpenStackDriver:
         return Resource(K.FLAVOR, f.id, f.name, attrs, {}, tags)
 
     def _keypair(self, k: Any) -> Resource:
-        name, tags = unpack_name(k.name)
-        attrs = {"public_key": k.public_key, "type": k.type or "ssh"}
-        return Resource(K.KEYPAIR, k.name, name, attrs, {}, tags)
+        public_key, name, tags = split_public_key(k.public_key)
+        attrs = {"public_key": public_key, "type": k.type or "ssh"}
+        return Resource(K.KEYPAIR, k.name, name or k.name, attrs, {}, tags)
 
     def _image(self, i: Any) -> Resource:
         props = dict(i.properties or {})
@@ -628,11 +663,9 @@ class OpenStackDriver:
                 lister = getattr(self.conn.network, f"{_NEUTRON_KINDS[kind]}s")
                 hits = self._call(f"finding {kind.value} {key}", lambda: list(lister(tags=tag)))
                 return self.get(ResourceRef(kind, hits[0].id)) if hits else None
-        if kind is K.VOLUME:
-            meta = {KEY_TAG: key}
+        if kind is K.VOLUME:  # Cinder's metadata filter is not reliable: filter here
             hits = self._call(
-                f"finding volume {key}",
-                lambda: list(self.conn.block_storage.volumes(metadata=meta)),
+                f"finding volume {key}", lambda: list(self.conn.block_storage.volumes())
             )
             hits = [v for v in hits if (v.metadata or {}).get(KEY_TAG) == key]
             return self.get(ResourceRef(kind, hits[0].id)) if hits else None
@@ -941,7 +974,8 @@ class OpenStackDriver:
     def _create_keypair(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
         with self._api(f"creating keypair {name}"):
             kp = self.conn.compute.create_keypair(
-                name=pack_name(name, tags), public_key=str(a.get("public_key", ""))
+                name=keypair_name(name, tags[KEY_TAG]),
+                public_key=keypair_public_key(str(a.get("public_key", "")), name, tags),
             )
             return str(kp.name)
 
@@ -1078,7 +1112,16 @@ class OpenStackDriver:
                 body["block_device_mapping_v2"] = bdm
             if refs.get("server_group"):
                 body["scheduler_hints"] = {"group": refs["server_group"][0]}
-            return str(self.conn.compute.create_server(**body).id)
+            server_id = str(self.conn.compute.create_server(**body).id)
+        # like the sim, return a server that has left BUILD: its ports and volumes are
+        # attached by then, so what create returns describes it fully
+        deadline = time.monotonic() + self.timeout
+        while True:
+            server = self.get(ResourceRef(K.SERVER, server_id))
+            status = server.attrs.get("status") if server else None
+            if status != "BUILD" or time.monotonic() > deadline:
+                return server_id
+            time.sleep(1)
 
     # -- delete ---------------------------------------------------------------------------
 
