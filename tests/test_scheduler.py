@@ -58,9 +58,11 @@ def test_never_protected_is_due_now_and_running_is_not_due() -> None:
     assert protect_due_at(p, None, tick=10, newest_checkpoint=T0) == T0 + 600 - 20
 
 
-def test_failed_protect_is_retried_within_a_minute() -> None:
+def test_failed_protect_is_retried_soon() -> None:
     p = Policy("p", rpo_seconds=3600)
     assert protect_due_at(p, run("protect", T0, RunState.REVERTED), tick=10) == T0 + 60
+    unreplicated = run("protect", T0, RunState.PARTIALLY_FAILED, duration=0)
+    assert protect_due_at(Policy("q", rpo_seconds=60), unreplicated, tick=2) == T0 + 14
 
 
 def test_missed_rpo_windows_are_caught_up_once() -> None:

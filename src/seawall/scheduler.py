@@ -7,7 +7,8 @@ One tick (every ``tick_seconds``) does, for every workload, from two grouped que
   ``interval = max(rpo/2, rpo - 2*tick - 2*last_duration)``, so the newest checkpoint is
   replaced before it grows older than the RPO even counting a tick's delay and the run's
   own duration. With a cron ``policy.schedule`` the protect is due at the first window
-  after the newest protect. A failed protect is retried after ``min(interval, 60s)``.
+  after the newest protect. A protect that failed or could not replicate is retried
+  after ``min(interval/4, 60s)``.
   Retention and replication to the policy's targets are part of the protect flow.
 - **drill when due** on ``policy.drill_schedule`` (cron), once a checkpoint exists at
   the recovery site.
@@ -56,7 +57,10 @@ log = logging.getLogger("seawall.scheduler")
 
 LEADER_LEASE = "scheduler"
 RUNNING = frozenset({RunState.PENDING, RunState.RUNNING, RunState.CANCELLING, RunState.REVERTING})
-FAILED = frozenset({RunState.FAILED, RunState.REVERTED, RunState.CANCELLED})
+#: a protect that ended so (a failed replication is PARTIALLY_FAILED) is retried soon
+FAILED = frozenset(
+    {RunState.FAILED, RunState.REVERTED, RunState.CANCELLED, RunState.PARTIALLY_FAILED}
+)
 ALERTED_EVENTS = frozenset({"run-failed", "run-partially-failed", "replication-failed"})
 
 
@@ -100,7 +104,7 @@ def protect_due_at(
         return 0.0
     interval = protect_interval(policy, tick, duration)
     if last is not None and last.state in FAILED:
-        return base + min(interval, 60.0)
+        return base + min(interval / 4, 60.0)
     if policy.schedule:
         return cron_next(policy.schedule, base)
     return base + interval
@@ -238,6 +242,8 @@ class Scheduler:
         self._event_cursor = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.resume_every = 30.0
+        self._last_resume = 0.0
 
     # -- loop ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -288,15 +294,19 @@ class Scheduler:
             policy = policies.get(row["policy"])
             if policy is None:
                 continue
-            for op, last in (
-                ("protect", runs.get((name, "protect"))),
-                ("drill", runs.get((name, "drill"))),
-            ):
-                if self._due(op, policy, last, row, now) and self._start(op, policy, row):
-                    report.started.append((op, name))
-            self._watch_rpo(row, now, report)
+            try:
+                for op, last in (
+                    ("protect", runs.get((name, "protect"))),
+                    ("drill", runs.get((name, "drill"))),
+                ):
+                    if self._due(op, policy, last, row, now) and self._start(op, policy, row):
+                        report.started.append((op, name))
+                self._watch_rpo(row, now, report)
+            except (ValueError, KeyError, SeawallError) as exc:  # e.g. a bad cron expression
+                log.error("workload %s skipped this tick: %s", name, exc)
         self._alert_new_events()
         self._charge_usage(runs)
+        self._resume_orphans(runs, now)
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -375,7 +385,7 @@ class Scheduler:
 
     def _renew_inflight(self) -> None:
         with self._inflight_lock:
-            leases = list(self._inflight)
+            leases = [k for k in self._inflight if k != "resume"]
         for lease in leases:
             self.svc.acquire_lease(lease, self.holder, self.lease_ttl)
 
@@ -458,6 +468,32 @@ class Scheduler:
                     }
                 )
         self._event_cursor = newest
+
+    def _resume_orphans(self, runs: Mapping[tuple[str, str], Run], now: float) -> None:
+        """Unfinished runs block their workload's schedule: have dead owners' runs resumed.
+
+        At most every ``resume_every`` seconds, on the pool, under the ``resume`` lease
+        of :class:`Service.resume_unfinished` (which skips runs whose owner still lives).
+        """
+        if now - self._last_resume < self.resume_every:
+            return
+        if not any(r.state in RUNNING for r in runs.values()):
+            return
+        self._last_resume = now
+        with self._inflight_lock:
+            if "resume" in self._inflight:
+                return
+            self._inflight["resume"] = self._pool.submit(self._resume)
+
+    def _resume(self) -> None:
+        try:
+            for run in self.svc.resume_unfinished():
+                log.info("resumed run %s of a process that died: %s", run.id, run.state.value)
+        except Exception:
+            log.exception("resuming unfinished runs failed")
+        finally:
+            with self._inflight_lock:
+                self._inflight.pop("resume", None)
 
     def _charge_usage(self, runs: Mapping[tuple[str, str], Run]) -> None:
         """Compute-hours for drills and recoveries that finished (also those run by the CLI)."""

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
+from croniter import croniter
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -89,8 +90,11 @@ class WorkloadOut(BaseModel):
     rpo: RpoOut | None = None
 
 
+NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+
 class WorkloadIn(BaseModel):
-    name: str = Field(min_length=1, max_length=63)
+    name: str = Field(pattern=NAME)
     site: str = Field(min_length=1, max_length=63)
     selector: str = Field(min_length=1, description="tag:k=v, project or members:a,b")
     policy: str = Field(min_length=1, max_length=63)
@@ -100,8 +104,10 @@ class WorkloadIn(BaseModel):
 
 class PolicyIn(BaseModel):
     model_config = ConfigDict(extra="allow")
-    name: str = Field(min_length=1, max_length=63)
+    name: str = Field(pattern=NAME)
     rpo_seconds: int = Field(3600, ge=60, le=10**8)
+    schedule: str = Field("", description="cron window; empty: driven by rpo_seconds")
+    drill_schedule: str = Field("", description="cron expression; empty: no drills")
 
 
 class CheckpointOut(BaseModel):
@@ -240,10 +246,10 @@ def paginate(
     items: Sequence[T], key: Callable[[T], str], limit: int, marker: str | None
 ) -> tuple[list[T], str | None]:
     start = 0
-    if marker is not None:
+    if marker:
         keys = [key(i) for i in items]
         if marker not in keys:
-            raise InvalidInput(f"marker {marker!r} is not in this list", field="marker")
+            raise NotFound(f"marker {marker!r} is not in this list (was it removed?)")
         start = keys.index(marker) + 1
     page = list(items[start : start + limit])
     more = start + limit < len(items)
@@ -485,6 +491,10 @@ def create_app(
     @v1.post("/policies", tags=["policies"], status_code=201)
     def create_policy(p: Caller, body: PolicyIn) -> PolicyOut:
         p.require_admin()
+        for field in ("schedule", "drill_schedule"):
+            expr = getattr(body, field)
+            if expr and not croniter.is_valid(expr):
+                raise InvalidInput(f"{expr!r} is not a cron expression", field=f"policy.{field}")
         return PolicyOut(**dump(svc.create_policy(body.model_dump())))
 
     # -- workloads ----------------------------------------------------------------------
