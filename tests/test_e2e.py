@@ -335,69 +335,114 @@ def test_drill_whose_verification_fails_is_reported_and_still_cleaned_up(
     assert any(e.kind == "run-partially-failed" and e.run_id == run.id for e in events)
 
 
-def test_run_cancel_during_a_failover_reverts_everything(protected: Any) -> None:
+def test_run_cancel_during_a_failover_reverts_everything(protected: Any, tmp_path: Path) -> None:
     shop = protected
+    # a script after the first boot group holds the run until the test lets it go, so
+    # the cancel lands mid-run whatever the machine's speed
+    gate = tmp_path / "gate"
+    hold = "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.05)"
+    script = {"stage": "after:data", "command": [sys.executable, "-c", hold, str(gate)]}
+    shop.svc.set_plan(shop.plan("b", scripts=[script]))
     result: dict[str, Any] = {}
+    started = {r.id for r in shop.svc.list_runs("shop")}
     thread = threading.Thread(
         target=lambda: result.update(run=shop.svc.failover("shop", target="b")), daemon=True
     )
-    started = {r.id for r in shop.svc.list_runs("shop")}
     thread.start()
-    deadline = time.monotonic() + 60
-    run_id = ""
-    while time.monotonic() < deadline:  # cancel as soon as the first server exists
-        new = [r for r in shop.svc.list_runs("shop") if r.id not in started]
-        if new:
-            run_id = new[0].id
-            done = {s.name for s in shop.svc.steps(run_id) if s.state.value == "done"}
-            if "create-server:db" in done:
-                break
-        time.sleep(0.05)
-    assert run_id, "the failover did not start"
-    cancel = subprocess.run(
-        [sys.executable, "-m", "seawall", "--json", "run", "cancel", run_id],
-        env=shop.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert cancel.returncode == 0, cancel.stderr
-    assert '"cancelling"' in cancel.stdout
-    thread.join(120)
+    try:
+        deadline = time.monotonic() + 120
+        run_id = ""
+        while time.monotonic() < deadline:
+            new = [r for r in shop.svc.list_runs("shop") if r.id not in started]
+            if new:
+                run_id = new[0].id
+                running = {s.name for s in shop.svc.steps(run_id) if s.state.value == "running"}
+                if "run-script:0" in running:
+                    break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the failover never reached its script")
+        cancel = subprocess.run(
+            [sys.executable, "-m", "seawall", "--json", "run", "cancel", run_id],
+            env=shop.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert cancel.returncode == 0, cancel.stderr
+        assert '"cancelling"' in cancel.stdout
+    finally:
+        gate.touch()
+        thread.join(120)
+        shop.svc.set_plan(shop.plan("b"))
     assert not thread.is_alive()
     run = result["run"]
     assert run.state is RunState.CANCELLED, shop.explain(run)
     assert all(r.removed for r in shop.svc.db.list_created(run.id))
     steps = {s.name: s.state.value for s in shop.svc.steps(run.id)}
     assert steps["create-server:db"] == "reverted"
-    assert steps.get("create-server:web") in (None, "pending", "reverted")
-    # nothing left behind at b: checked by the fixture
+    # the next step stopped as it started: the app server was never created
+    assert steps.get("create-server:app") in (None, "failed", "reverted"), steps
+    created = [r.kind for r in shop.svc.db.list_created(run.id)]
+    assert created.count("server") == 1
+    assert "cancelled" in run.error
+    # nothing left behind at b, the workload still at a: checked by the fixture
+
+
+@pytest.fixture(scope="module")
+def failed_migration(shop_module: Any, baseline: str) -> dict[str, Any]:
+    """A migration whose recovery fails (a health check nobody answers), with a
+    retention of last=1 that would forget every older checkpoint if it ran too early."""
+    shop = shop_module
+    with pytest.MonkeyPatch.context() as mp:
+        for k in ("SEAWALL_HOME", "SEAWALL_PASSPHRASE", "SEAWALL_KDF", "SEAWALL_BACKOFF_START"):
+            mp.setenv(k, shop.env[k])
+        w = shop.svc.get_workload("shop")
+        shop.svc.create_policy({"name": "lean", "retention": {"last": 1}})
+        shop.svc.db.update_workload(replace(w, policy="lean"))
+        bad = shop.plan("b")
+        bad["health_checks"][0] = {"server": "db", "kind": "tcp", "port": 1, "timeout_seconds": 1}
+        shop.svc.set_plan(bad)
+        before = {
+            "checkpoints": {s: [c.id for c in shop.svc.catalogue(s, "shop")] for s in "ab"},
+            "files": shop.files("a"),
+            "inventory": {s: shop.inventory(s) for s in "ab"},
+        }
+        try:
+            run = shop.svc.migrate("shop", target="b")
+        finally:
+            shop.svc.set_plan(shop.plan("b"))
+            shop.svc.db.update_workload(w)
+        for name in ("db", "app", "web"):  # the primary is being powered back on
+            shop.wait_healthy("a", name)
+        return {"run": run, "before": before}
 
 
 def test_a_migration_that_fails_reverts_and_keeps_every_checkpoint(
-    protected: Any, baseline: str
+    shop_module: Any, failed_migration: dict[str, Any], baseline: str
 ) -> None:
-    shop = protected
-    w = shop.svc.get_workload("shop")
-    shop.svc.create_policy({"name": "lean", "retention": {"last": 1}})
-    shop.svc.db.update_workload(replace(w, policy="lean"))
-    # a health check that can never pass makes the (non-drill) recovery fail
-    bad = shop.plan("b")
-    bad["health_checks"][0] = {"server": "db", "kind": "tcp", "port": 1, "timeout_seconds": 1}
-    shop.svc.set_plan(bad)
-    checkpoints = {s: [c.id for c in shop.svc.catalogue(s, "shop")] for s in ("a", "b")}
-    snapshots = shop.files("a")
-    try:
-        run = shop.svc.migrate("shop", target="b")
-    finally:
-        shop.svc.set_plan(shop.plan("b"))
-        shop.svc.db.update_workload(w)
+    shop, run, before = shop_module, failed_migration["run"], failed_migration["before"]
     assert run.state is RunState.REVERTED, shop.explain(run)
     assert "check-health:db:tcp:1" in run.error
+    assert {s: shop.inventory(s) for s in "ab"} == before["inventory"]
     for name in ("db", "app", "web"):  # the primary was powered back on
-        shop.wait_active("a", shop.server("a", name).id)
+        assert shop.server("a", name).attrs["status"] == "ACTIVE"
     # retention (last=1) never ran: the checkpoints and change bases are all still there
-    assert [c.id for c in shop.svc.catalogue("a", "shop")] == checkpoints["a"]
+    assert [c.id for c in shop.svc.catalogue("a", "shop")] == before["checkpoints"]["a"]
     assert baseline in [c.id for c in shop.svc.catalogue("b", "shop")]
-    assert shop.files("a") == snapshots
+    assert shop.files("a") == before["files"]
+    assert shop.svc.get_workload("shop").site == "a"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ReplicateCheckpoint has no undo: a reverted run's checkpoint stays in the "
+    "target's repository (tasks.py; patch in the report)",
+)
+def test_a_reverted_migration_leaves_no_checkpoint_at_the_target(
+    shop_module: Any, failed_migration: dict[str, Any]
+) -> None:
+    before = failed_migration["before"]["checkpoints"]
+    after = {s: [c.id for c in shop_module.svc.catalogue(s, "shop")] for s in "ab"}
+    assert after == before

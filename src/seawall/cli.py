@@ -26,6 +26,7 @@ from seawall.cli_repo import repo_group, volume_group  # isort: skip
 import yaml
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from seawall import __version__
@@ -42,6 +43,7 @@ def human_bytes(n: float) -> str:
     from seawall.demo import human_bytes as impl
 
     return impl(n)
+
 
 console = Console(stderr=True)
 out = Console()
@@ -85,13 +87,16 @@ def read_file(path: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InvalidInput(f"{path} is not valid YAML/JSON: {exc}", field="file") from None
+        where = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise InvalidInput(f"{path} is not valid YAML/JSON: {problem}{at}", field="file") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"{path} must hold a mapping at the top level", field="file")
     return data
 
 
-def parse_duration(text: str) -> int:
+def parse_duration(text: str, field: str = "duration") -> int:
     """``90``, ``90s``, ``15m``, ``4h``, ``1d`` -> seconds."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     t = text.strip().lower()
@@ -100,7 +105,9 @@ def parse_duration(text: str) -> int:
             return int(float(t[:-1]) * units[t[-1]])
         return int(t)
     except ValueError:
-        raise InvalidInput(f"{text!r} is not a duration like 90s, 15m, 4h or 1d") from None
+        raise InvalidInput(
+            f"{text!r} is not a duration like 90s, 15m, 4h or 1d", field=field
+        ) from None
 
 
 # --------------------------------------------------------------------------------------
@@ -274,6 +281,15 @@ def site_add(
 ) -> None:
     """Register a site (its driver must answer)."""
     data: dict[str, Any] = read_file(file_) if file_ else {}
+    unknown = sorted(set(data) - {"name", "driver", "params", "repository"})
+    if unknown:
+        raise InvalidInput(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; "
+            "allowed: driver, name, params, repository",
+            field="site",
+        )
+    if not isinstance(data.get("params", {}), dict):
+        raise InvalidInput(f"expected a mapping, got {data['params']!r}", field="site.params")
     pairs = {}
     for p in params:
         if "=" not in p:
@@ -357,9 +373,9 @@ def policy_create(
     if name:
         data["name"] = name
     if rpo:
-        data["rpo_seconds"] = parse_duration(rpo)
+        data["rpo_seconds"] = parse_duration(rpo, "--rpo")
     if rto:
-        data["rto_target_seconds"] = parse_duration(rto)
+        data["rto_target_seconds"] = parse_duration(rto, "--rto")
     if consistency:
         data["consistency"] = consistency
     if targets:
@@ -830,7 +846,7 @@ def main() -> None:
         exc.show()
         sys.exit(2)
     except SeawallError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except SystemExit:
         raise

@@ -487,28 +487,59 @@ class Service:
                 if cp is None:
                     problems.append(f"no checkpoint of {workload.name} is available at site {tgt}")
         except SeawallError as exc:
-            problems.append(f"checkpoint unreadable at {tgt}: {exc}")
+            what = f"checkpoint {checkpoint_id}" if checkpoint_id else "the newest checkpoint"
+            problems.append(f"{what} unreadable at {tgt}: {exc}")
+            cp = None
+        if cp is None and problems:
+            # Check the rest against what is known of the workload, so that one preflight
+            # lists every problem (mappings, quotas) and not only the first.
+            cp = self._known_checkpoint(workload, checkpoint_id)
+            if cp is not None:
+                self._check_plan(workload, tgt, cp, mode, problems)
+            raise PreflightFailed(problems)
         if cp is None:
-            raise PreflightFailed(problems or ["no checkpoint"])
-        plan = self.recovery_plan(workload, tgt, cp.graph)
-        try:
-            names: dict[str, frozenset[str]] = {}
-            for kind_ in ResourceKind:
-                names[kind_.value] = frozenset(
-                    r.name for r in self.driver(tgt).list_resources(kind_)
-                )
-            quotas = self.driver(tgt).quotas()
-        except SeawallError:
-            names, quotas = {}, {}
-        problems += recovery_problems(
-            checkpoint=cp, plan=plan, target_names=names, quotas=quotas, mode=mode
-        )
+            raise PreflightFailed(["no checkpoint"])
+        plan = self._check_plan(workload, tgt, cp, mode, problems)
         if problems:
             raise PreflightFailed(problems)
         flow = plan_recover(
             run_id=run_id, kind=kind, mode=mode, checkpoint=cp, plan=plan, repository_site=tgt
         )
         return flow, cp, plan
+
+    def _check_plan(
+        self,
+        workload: Workload,
+        target: str,
+        cp: Checkpoint,
+        mode: RecoverMode,
+        problems: list[str],
+    ) -> RecoveryPlan:
+        """Add the recovery plan's problems against ``cp`` and the target to ``problems``."""
+        plan = self.recovery_plan(workload, target, cp.graph)
+        try:
+            names: dict[str, frozenset[str]] = {}
+            for kind_ in ResourceKind:
+                names[kind_.value] = frozenset(
+                    r.name for r in self.driver(target).list_resources(kind_)
+                )
+            quotas = self.driver(target).quotas()
+        except SeawallError:
+            names, quotas = {}, {}
+        problems += recovery_problems(
+            checkpoint=cp, plan=plan, target_names=names, quotas=quotas, mode=mode
+        )
+        return plan
+
+    def _known_checkpoint(self, workload: Workload, checkpoint_id: str | None) -> Checkpoint | None:
+        """What the state database knows of a checkpoint (or of the newest one)."""
+        try:
+            if checkpoint_id:
+                return self._db.get_checkpoint(checkpoint_id)
+        except SeawallError:
+            pass
+        cps = self._db.list_checkpoints(workload=workload.name)
+        return cps[0] if cps else None
 
     def plan_migrate(
         self,
@@ -846,6 +877,9 @@ class Service:
             if isinstance(info, dict) and owner_alive(info):
                 continue
             lease = f"run:{run.id}"
+            if isinstance(info, dict) and info.get("pid"):
+                # a resumer killed in turn still holds the run's lease (for an hour): free it
+                self._db.release_lease(lease, f"{info.get('host')}:{info.get('pid')}")
             if not self._db.acquire_lease(lease, f"{me['host']}:{me['pid']}", ttl=3600):
                 continue
             try:
