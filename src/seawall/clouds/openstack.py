@@ -284,13 +284,13 @@ class OpenStackDriver:
             return NotFound(f"{site}: {what}: not found ({msg})")
         if status == 409 or isinstance(exc, os_exc.ConflictException):
             return Conflict(f"{site}: {what}: {msg}")
-        if (status in (403, 413) and "quota" in msg.lower()) or "limit" in msg.lower():
+        if status in (403, 413) and ("quota" in msg.lower() or "limit" in msg.lower()):
             return Conflict(f"{site}: {what}: quota exceeded ({msg})")
         if status == 400 or isinstance(exc, os_exc.BadRequestException):
             return InvalidInput(f"{site}: {what}: {msg}")
         if status is not None and status >= 500:
             return TransientError(f"{site}: {what}: server error {status} ({msg})")
-        if status == 403:
+        if status == 403 or isinstance(exc, os_exc.ForbiddenException):
             return PermanentError(f"{site}: {what}: forbidden ({msg}); the user lacks a role")
         return PermanentError(f"{site}: {what}: {type(exc).__name__}: {msg}")
 
