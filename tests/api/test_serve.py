@@ -54,7 +54,7 @@ def serve(home: Path, env: dict[str, str], *args: str, name: str = "serve") -> I
         )
     server = Server(proc, f"http://127.0.0.1:{port}", log)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a busy 2-core machine starts slowly
         while True:
             try:
                 httpx.get(server.url + "/healthz", timeout=1)

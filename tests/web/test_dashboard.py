@@ -1,0 +1,88 @@
+"""The dashboard in a real headless Chromium (Debian's ``chromium``, driven by Playwright)
+against ``seawall serve`` on 127.0.0.1: overview, a workload, a drill started through the
+confirmation page and watched to completion. Screenshots go to ``test-artifacts/``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from seawall.api.auth import LocalTokens
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
+from test_serve import serve
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
+]
+
+
+def test_overview_workload_and_a_drill_in_a_browser(shop: Any) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    svc = shop.svc
+    protect = svc.protect("shop")
+    assert protect.state.value == "succeeded", shop.explain(protect)
+    svc.close()
+    token = LocalTokens(svc.home).issue("default", name="alice")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with (
+        serve(svc.home, shop.env, "--no-scheduler", name="web") as srv,
+        playwright.sync_playwright() as pw,
+    ):
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(srv.url + "/")
+            assert "/login" in page.url  # not signed in yet
+            page.fill("input[name=token]", token)
+            page.click("button[type=submit]")
+            page.wait_for_selector("#workloads")
+            row = page.locator("tr[data-workload=shop]")
+            assert "within RPO" in row.inner_text()
+            page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
+
+            row.locator("a").first.click()
+            page.wait_for_selector("#graph")
+            assert page.locator("#graph g").count() >= 10  # servers, volumes, network...
+            assert page.locator("#checkpoints tr").count() >= 2
+            page.screenshot(path=str(ARTIFACTS / "dashboard-workload.png"), full_page=True)
+
+            page.click("#start-drill")
+            page.wait_for_selector("#confirm")
+            assert "isolated test bubble" in page.content()
+            page.screenshot(path=str(ARTIFACTS / "dashboard-confirm-drill.png"))
+            page.click("#confirm")
+            page.wait_for_url("**/runs/run-*")
+            page.wait_for_selector("#steps tr:nth-child(2)", timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-drill-running.png"), full_page=True)
+            page.wait_for_function(
+                "['succeeded','partially_failed','failed','reverted','cancelled']"
+                ".includes(document.getElementById('run-state').dataset.state)",
+                timeout=180_000,
+            )
+            page.screenshot(path=str(ARTIFACTS / "dashboard-drill-done.png"), full_page=True)
+            assert page.locator("#run-state").inner_text() == "succeeded", srv.tail()
+            assert page.locator("#run-progress").inner_text() == "100"
+
+            page.goto(srv.url + "/drills")
+            assert "succeeded" in page.locator("#drills").inner_text()
+            page.screenshot(path=str(ARTIFACTS / "dashboard-drills.png"), full_page=True)
+        finally:
+            browser.close()
