@@ -29,6 +29,7 @@ from seawall.model import (
     Selector,
     load,
 )
+from seawall.orchestrate.engine import install_runtime
 from seawall.service import Service
 
 K = ResourceKind
@@ -50,6 +51,7 @@ def step_times(shop: Any, run_id: str) -> dict[str, tuple[float, float]]:
 @pytest.fixture(scope="module")
 def baseline(shop_module: Any) -> str:
     """One checkpoint of the module's shared world (replicated to b)."""
+    install_runtime(shop_module.svc)
     return str(ok(shop_module, shop_module.svc.protect("shop")).result["checkpoint"]["id"])
 
 
@@ -58,6 +60,7 @@ def protected(shop_module: Any, baseline: str, monkeypatch: pytest.MonkeyPatch) 
     """The shared, protected world; a test using it must leave it as it found it."""
     for k in ("SEAWALL_HOME", "SEAWALL_PASSPHRASE", "SEAWALL_KDF", "SEAWALL_BACKOFF_START"):
         monkeypatch.setenv(k, shop_module.env[k])
+    install_runtime(shop_module.svc)  # tasks reach the world through this process's runtime
     before = {site: shop_module.inventory(site) for site in ("a", "b")}
     yield shop_module
     assert {site: shop_module.inventory(site) for site in ("a", "b")} == before
@@ -398,6 +401,7 @@ def failed_migration(shop_module: Any, baseline: str) -> dict[str, Any]:
     with pytest.MonkeyPatch.context() as mp:
         for k in ("SEAWALL_HOME", "SEAWALL_PASSPHRASE", "SEAWALL_KDF", "SEAWALL_BACKOFF_START"):
             mp.setenv(k, shop.env[k])
+        install_runtime(shop.svc)
         w = shop.svc.get_workload("shop")
         shop.svc.create_policy({"name": "lean", "retention": {"last": 1}})
         shop.svc.db.update_workload(replace(w, policy="lean"))
