@@ -157,7 +157,11 @@ def _common(fn: F) -> F:
         help=f"File holding the passphrase (default: ${PASSPHRASE_ENV}).",
     )(fn)
     fn = click.option(
-        "-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+        "-o",
+        "--option",
+        "options",
+        multiple=True,
+        metavar="KEY=VALUE",
         help="Storage option, e.g. endpoint=http://127.0.0.1:9000 (repeatable).",
     )(fn)
     return fn
@@ -188,23 +192,41 @@ def repo_group() -> None:
 @repo_group.command("init")
 @click.argument("url")
 @click.option("--chunk-size", type=int, default=None, help="Volume chunk size in bytes.")
-@click.option("--kdf", type=click.Choice(["default", "fast"]), default="default",
-              help="argon2id cost; 'fast' is for tests and demos only.")
-@click.option("--key-from", "key_from", default=None, metavar="URL",
-              help="Share the master key of this repository (so `repo sync` can copy).")
+@click.option(
+    "--kdf",
+    type=click.Choice(["default", "fast"]),
+    default="default",
+    help="argon2id cost; 'fast' is for tests and demos only.",
+)
+@click.option(
+    "--key-from",
+    "key_from",
+    default=None,
+    metavar="URL",
+    help="Share the master key of this repository (so `repo sync` can copy).",
+)
 @_common
 @_json_flag
 @_fail_cleanly
-def repo_init(url: str, chunk_size: int | None, kdf: str, key_from: str | None,
-              passphrase_file: str | None, options: tuple[str, ...], as_json: bool) -> None:
+def repo_init(
+    url: str,
+    chunk_size: int | None,
+    kdf: str,
+    key_from: str | None,
+    passphrase_file: str | None,
+    options: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Create an empty repository at URL."""
     pw = _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase")
     opts = _options(options)
     source = _open(key_from, pw, opts) if key_from else None
-    repo = Repository.init(_storage(url, opts), pw, chunk_size=chunk_size, kdf=kdf,
-                           key_from=source)
-    _emit(as_json, {"id": repo.id, "url": url, "chunk_size": repo.chunk_size},
-          f"created repository {repo.id} at {url}")
+    repo = Repository.init(_storage(url, opts), pw, chunk_size=chunk_size, kdf=kdf, key_from=source)
+    _emit(
+        as_json,
+        {"id": repo.id, "url": url, "chunk_size": repo.chunk_size},
+        f"created repository {repo.id} at {url}",
+    )
 
 
 @repo_group.command("check")
@@ -213,11 +235,13 @@ def repo_init(url: str, chunk_size: int | None, kdf: str, key_from: str | None,
 @_common
 @_json_flag
 @_fail_cleanly
-def repo_check(url: str, read_data: bool, passphrase_file: str | None,
-               options: tuple[str, ...], as_json: bool) -> None:
+def repo_check(
+    url: str, read_data: bool, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
+) -> None:
     """Check the repository's structure (and with --read-data, all data)."""
-    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
-                 _options(options))
+    repo = _open(
+        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
+    )
     with _progress("checking", not as_json) as progress:
         report = repo.check(read_data=read_data, progress=progress)
     repo.close()
@@ -240,11 +264,13 @@ def repo_check(url: str, read_data: bool, passphrase_file: str | None,
 @_common
 @_json_flag
 @_fail_cleanly
-def repo_stats(url: str, passphrase_file: str | None, options: tuple[str, ...],
-               as_json: bool) -> None:
+def repo_stats(
+    url: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
+) -> None:
     """Show sizes, counts and the deduplication ratio."""
-    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
-                 _options(options))
+    repo = _open(
+        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
+    )
     s = repo.stats()
     repo.close()
     lines = [
@@ -260,8 +286,12 @@ def repo_stats(url: str, passphrase_file: str | None, options: tuple[str, ...],
 @repo_group.command("forget")
 @click.argument("url")
 @click.option("--kind", default="checkpoint", show_default=True, help="Manifest kind.")
-@click.option("--group-by", "group_by", multiple=True,
-              help="Label to group by (default: name for volumes, workload otherwise).")
+@click.option(
+    "--group-by",
+    "group_by",
+    multiple=True,
+    help="Label to group by (default: name for volumes, workload otherwise).",
+)
 @click.option("--keep-last", type=int, default=0)
 @click.option("--keep-hourly", type=int, default=0)
 @click.option("--keep-daily", type=int, default=0)
@@ -271,21 +301,42 @@ def repo_stats(url: str, passphrase_file: str | None, options: tuple[str, ...],
 @_common
 @_json_flag
 @_fail_cleanly
-def repo_forget(url: str, kind: str, group_by: tuple[str, ...], keep_last: int,
-                keep_hourly: int, keep_daily: int, keep_weekly: int, keep_monthly: int,
-                dry_run: bool, passphrase_file: str | None, options: tuple[str, ...],
-                as_json: bool) -> None:
+def repo_forget(
+    url: str,
+    kind: str,
+    group_by: tuple[str, ...],
+    keep_last: int,
+    keep_hourly: int,
+    keep_daily: int,
+    keep_weekly: int,
+    keep_monthly: int,
+    dry_run: bool,
+    passphrase_file: str | None,
+    options: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Remove manifests the retention rules do not keep (data goes at the next prune)."""
-    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
-                 _options(options))
+    repo = _open(
+        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
+    )
     groups = list(group_by) or (["name"] if kind == "volume" else ["workload"])
-    removed = repo.forget(kind, groups, keep_last=keep_last, keep_hourly=keep_hourly,
-                          keep_daily=keep_daily, keep_weekly=keep_weekly,
-                          keep_monthly=keep_monthly, dry_run=dry_run)
+    removed = repo.forget(
+        kind,
+        groups,
+        keep_last=keep_last,
+        keep_hourly=keep_hourly,
+        keep_daily=keep_daily,
+        keep_weekly=keep_weekly,
+        keep_monthly=keep_monthly,
+        dry_run=dry_run,
+    )
     repo.close()
     verb = "would remove" if dry_run else "removed"
-    _emit(as_json, {"removed": removed, "dry_run": dry_run},
-          "\n".join([*(f"{verb} {m}" for m in removed), f"{verb} {len(removed)} manifest(s)"]))
+    _emit(
+        as_json,
+        {"removed": removed, "dry_run": dry_run},
+        "\n".join([*(f"{verb} {m}" for m in removed), f"{verb} {len(removed)} manifest(s)"]),
+    )
 
 
 @repo_group.command("prune")
@@ -293,21 +344,37 @@ def repo_forget(url: str, kind: str, group_by: tuple[str, ...], keep_last: int,
 @_common
 @_json_flag
 @_fail_cleanly
-def repo_prune(url: str, passphrase_file: str | None, options: tuple[str, ...],
-               as_json: bool) -> None:
+def repo_prune(
+    url: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
+) -> None:
     """Delete data no manifest references (takes the exclusive lock)."""
-    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
-                 _options(options))
+    repo = _open(
+        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
+    )
     result = repo.prune()
     repo.close()
-    _emit(as_json, result, f"deleted {result['packs_deleted']} pack(s), repacked "
-          f"{result['packs_repacked']}, freed {_human(result['bytes_freed'])}")
+    _emit(
+        as_json,
+        result,
+        f"deleted {result['packs_deleted']} pack(s), repacked "
+        f"{result['packs_repacked']}, freed {_human(result['bytes_freed'])}",
+    )
 
 
-def _sync_cmd(src_url: str, dst_url: str, *, src_pw: str, dst_pw: str,
-              options: Mapping[str, str], dst_options: Mapping[str, str],
-              limit_rate: str | None, limit_windows: str | None,
-              manifests: tuple[str, ...], as_json: bool, verb: str) -> None:
+def _sync_cmd(
+    src_url: str,
+    dst_url: str,
+    *,
+    src_pw: str,
+    dst_pw: str,
+    options: Mapping[str, str],
+    dst_options: Mapping[str, str],
+    limit_rate: str | None,
+    limit_windows: str | None,
+    manifests: tuple[str, ...],
+    as_json: bool,
+    verb: str,
+) -> None:
     src = _open(src_url, src_pw, options)
     dst_storage = _storage(dst_url, dst_options)
     rate = parse_size(limit_rate) if limit_rate else 0
@@ -324,34 +391,66 @@ def _sync_cmd(src_url: str, dst_url: str, *, src_pw: str, dst_pw: str,
         stats = sync(src, dst, manifests=manifests or None, rate_limit=rate, progress=progress)
     src.close()
     dst.close()
-    _emit(as_json, stats, f"{verb}: {stats.manifests_sent} manifest(s), {stats.objects_sent} "
-          f"object(s), {_human(stats.bytes_sent)} sent; {stats.skipped} already there")
+    _emit(
+        as_json,
+        stats,
+        f"{verb}: {stats.manifests_sent} manifest(s), {stats.objects_sent} "
+        f"object(s), {_human(stats.bytes_sent)} sent; {stats.skipped} already there",
+    )
 
 
 @repo_group.command("sync")
 @click.argument("src")
 @click.argument("dst")
 @click.option("--limit-rate", default=None, metavar="RATE", help="e.g. 50MiB/s")
-@click.option("--limit-windows", default=None, metavar="SPEC",
-              help='Rates by time of day, e.g. "08:00-18:00=10MiB,18:00-08:00=0" (0 = none).')
+@click.option(
+    "--limit-windows",
+    default=None,
+    metavar="SPEC",
+    help='Rates by time of day, e.g. "08:00-18:00=10MiB,18:00-08:00=0" (0 = none).',
+)
 @click.option("--manifest", "manifests", multiple=True, help="Only these (and their refs).")
-@click.option("--dst-passphrase-file", type=click.Path(dir_okay=False),
-              help=f"Passphrase of DST (default: ${DST_PASSPHRASE_ENV}, else the source's).")
+@click.option(
+    "--dst-passphrase-file",
+    type=click.Path(dir_okay=False),
+    help=f"Passphrase of DST (default: ${DST_PASSPHRASE_ENV}, else the source's).",
+)
 @click.option("--dst-option", "dst_options", multiple=True, metavar="KEY=VALUE")
 @_common
 @_json_flag
 @_fail_cleanly
-def repo_sync(src: str, dst: str, limit_rate: str | None, limit_windows: str | None,
-              manifests: tuple[str, ...], dst_passphrase_file: str | None,
-              dst_options: tuple[str, ...], passphrase_file: str | None,
-              options: tuple[str, ...], as_json: bool) -> None:
+def repo_sync(
+    src: str,
+    dst: str,
+    limit_rate: str | None,
+    limit_windows: str | None,
+    manifests: tuple[str, ...],
+    dst_passphrase_file: str | None,
+    dst_options: tuple[str, ...],
+    passphrase_file: str | None,
+    options: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Copy what DST lacks from SRC (DST is created sharing SRC's key if absent)."""
     pw = _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase")
-    dst_pw = (_read_secret(DST_PASSPHRASE_ENV, dst_passphrase_file, "dst passphrase")
-              if dst_passphrase_file or os.environ.get(DST_PASSPHRASE_ENV) else pw)
-    _sync_cmd(src, dst, src_pw=pw, dst_pw=dst_pw, options=_options(options),
-              dst_options=_options(dst_options), limit_rate=limit_rate,
-              limit_windows=limit_windows, manifests=manifests, as_json=as_json, verb="sync")
+    dst_pw = (
+        _read_secret(DST_PASSPHRASE_ENV, dst_passphrase_file, "dst passphrase")
+        if dst_passphrase_file or os.environ.get(DST_PASSPHRASE_ENV)
+        else pw
+    )
+    _sync_cmd(
+        src,
+        dst,
+        src_pw=pw,
+        dst_pw=dst_pw,
+        options=_options(options),
+        dst_options=_options(dst_options),
+        limit_rate=limit_rate,
+        limit_windows=limit_windows,
+        manifests=manifests,
+        as_json=as_json,
+        verb="sync",
+    )
 
 
 @repo_group.command("export")
@@ -360,13 +459,24 @@ def repo_sync(src: str, dst: str, limit_rate: str | None, limit_windows: str | N
 @_common
 @_json_flag
 @_fail_cleanly
-def repo_export(url: str, directory: str, passphrase_file: str | None,
-                options: tuple[str, ...], as_json: bool) -> None:
+def repo_export(
+    url: str, directory: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
+) -> None:
     """Copy the repository to DIRECTORY (physical media for seeding a remote site)."""
     pw = _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase")
-    _sync_cmd(url, directory, src_pw=pw, dst_pw=pw, options=_options(options),
-              dst_options={}, limit_rate=None, limit_windows=None, manifests=(),
-              as_json=as_json, verb="export")
+    _sync_cmd(
+        url,
+        directory,
+        src_pw=pw,
+        dst_pw=pw,
+        options=_options(options),
+        dst_options={},
+        limit_rate=None,
+        limit_windows=None,
+        manifests=(),
+        as_json=as_json,
+        verb="export",
+    )
 
 
 @repo_group.command("import")
@@ -375,13 +485,24 @@ def repo_export(url: str, directory: str, passphrase_file: str | None,
 @_common
 @_json_flag
 @_fail_cleanly
-def repo_import(directory: str, url: str, passphrase_file: str | None,
-                options: tuple[str, ...], as_json: bool) -> None:
+def repo_import(
+    directory: str, url: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
+) -> None:
     """Copy an exported DIRECTORY into the repository at URL (created if absent)."""
     pw = _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase")
-    _sync_cmd(directory, url, src_pw=pw, dst_pw=pw, options={}, dst_options=_options(options),
-              limit_rate=None, limit_windows=None, manifests=(), as_json=as_json,
-              verb="import")
+    _sync_cmd(
+        directory,
+        url,
+        src_pw=pw,
+        dst_pw=pw,
+        options={},
+        dst_options=_options(options),
+        limit_rate=None,
+        limit_windows=None,
+        manifests=(),
+        as_json=as_json,
+        verb="import",
+    )
 
 
 @repo_group.group("key")
@@ -394,11 +515,13 @@ def key_group() -> None:
 @_common
 @_json_flag
 @_fail_cleanly
-def key_list(url: str, passphrase_file: str | None, options: tuple[str, ...],
-             as_json: bool) -> None:
+def key_list(
+    url: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
+) -> None:
     """List key slots."""
-    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
-                 _options(options))
+    repo = _open(
+        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
+    )
     slots = repo.list_keys()
     text = "\n".join(
         f"{'*' if s.id == repo.slot_id else ' '} {s.id}  {s.created_at}  {s.hostname}  kdf={s.kdf}"
@@ -409,17 +532,27 @@ def key_list(url: str, passphrase_file: str | None, options: tuple[str, ...],
 
 @key_group.command("add")
 @click.argument("url")
-@click.option("--new-passphrase-file", type=click.Path(dir_okay=False),
-              help=f"File with the new passphrase (default: ${NEW_PASSPHRASE_ENV}).")
+@click.option(
+    "--new-passphrase-file",
+    type=click.Path(dir_okay=False),
+    help=f"File with the new passphrase (default: ${NEW_PASSPHRASE_ENV}).",
+)
 @click.option("--kdf", type=click.Choice(["default", "fast"]), default="default")
 @_common
 @_json_flag
 @_fail_cleanly
-def key_add(url: str, new_passphrase_file: str | None, kdf: str, passphrase_file: str | None,
-            options: tuple[str, ...], as_json: bool) -> None:
+def key_add(
+    url: str,
+    new_passphrase_file: str | None,
+    kdf: str,
+    passphrase_file: str | None,
+    options: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Add a key slot for another passphrase."""
-    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
-                 _options(options))
+    repo = _open(
+        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
+    )
     new = _read_secret(NEW_PASSPHRASE_ENV, new_passphrase_file, "new passphrase")
     slot = repo.add_key(new, kdf=kdf)
     _emit(as_json, {"id": slot}, f"added key slot {slot}")
@@ -431,28 +564,40 @@ def key_add(url: str, new_passphrase_file: str | None, kdf: str, passphrase_file
 @_common
 @_json_flag
 @_fail_cleanly
-def key_remove(url: str, slot: str, passphrase_file: str | None, options: tuple[str, ...],
-               as_json: bool) -> None:
+def key_remove(
+    url: str, slot: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
+) -> None:
     """Remove a key slot (never the last one)."""
-    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
-                 _options(options))
+    repo = _open(
+        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
+    )
     repo.remove_key(slot)
     _emit(as_json, {"removed": slot}, f"removed key slot {slot}")
 
 
 @key_group.command("passwd")
 @click.argument("url")
-@click.option("--new-passphrase-file", type=click.Path(dir_okay=False),
-              help=f"File with the new passphrase (default: ${NEW_PASSPHRASE_ENV}).")
+@click.option(
+    "--new-passphrase-file",
+    type=click.Path(dir_okay=False),
+    help=f"File with the new passphrase (default: ${NEW_PASSPHRASE_ENV}).",
+)
 @click.option("--kdf", type=click.Choice(["default", "fast"]), default="default")
 @_common
 @_json_flag
 @_fail_cleanly
-def key_passwd(url: str, new_passphrase_file: str | None, kdf: str,
-               passphrase_file: str | None, options: tuple[str, ...], as_json: bool) -> None:
+def key_passwd(
+    url: str,
+    new_passphrase_file: str | None,
+    kdf: str,
+    passphrase_file: str | None,
+    options: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Change the passphrase of the slot this passphrase opens."""
-    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
-                 _options(options))
+    repo = _open(
+        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
+    )
     new = _read_secret(NEW_PASSPHRASE_ENV, new_passphrase_file, "new passphrase")
     slot = repo.change_passphrase(new, kdf=kdf)
     _emit(as_json, {"id": slot}, f"passphrase changed (new key slot {slot})")
@@ -489,16 +634,29 @@ def _image_dict(v: VolumeImage) -> dict[str, Any]:
 @click.argument("name")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--base", default=None, help="Previous volume image id (for --changed-extents).")
-@click.option("--changed-extents", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="JSON list of [offset, length] pairs changed since --base.")
+@click.option(
+    "--changed-extents",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="JSON list of [offset, length] pairs changed since --base.",
+)
 @_common
 @_json_flag
 @_fail_cleanly
-def volume_put(url: str, name: str, file: str, base: str | None, changed_extents: str | None,
-               passphrase_file: str | None, options: tuple[str, ...], as_json: bool) -> None:
+def volume_put(
+    url: str,
+    name: str,
+    file: str,
+    base: str | None,
+    changed_extents: str | None,
+    passphrase_file: str | None,
+    options: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Store FILE as a new image of volume NAME; prints the new image id."""
-    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
-                 _options(options))
+    repo = _open(
+        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
+    )
     extents = _load_extents(changed_extents) if changed_extents else None
     if base is not None:
         base = _resolve(repo, None, base).id
@@ -541,11 +699,18 @@ def _resolve(repo: Repository, name: str | None, ident: str | None) -> VolumeIma
 @_common
 @_json_flag
 @_fail_cleanly
-def volume_get(url: str, ref: str, out: str, passphrase_file: str | None,
-               options: tuple[str, ...], as_json: bool) -> None:
+def volume_get(
+    url: str,
+    ref: str,
+    out: str,
+    passphrase_file: str | None,
+    options: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Restore a volume image into OUT (sparse; written only if every chunk verifies)."""
-    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
-                 _options(options))
+    repo = _open(
+        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
+    )
     name, _, ident = ref.partition("@")
     img = _resolve(repo, name or None, ident or None)
     target = Path(out)
@@ -574,8 +739,11 @@ def volume_get(url: str, ref: str, out: str, passphrase_file: str | None,
         raise
     finally:
         repo.close()
-    _emit(as_json, {**_image_dict(img), "out": str(target), "bytes_written": done},
-          f"restored {img.name}@{img.id[:12]} to {target}")
+    _emit(
+        as_json,
+        {**_image_dict(img), "out": str(target), "bytes_written": done},
+        f"restored {img.name}@{img.id[:12]} to {target}",
+    )
 
 
 @volume_group.command("list")
@@ -584,11 +752,13 @@ def volume_get(url: str, ref: str, out: str, passphrase_file: str | None,
 @_common
 @_json_flag
 @_fail_cleanly
-def volume_list(url: str, name: str | None, passphrase_file: str | None,
-                options: tuple[str, ...], as_json: bool) -> None:
+def volume_list(
+    url: str, name: str | None, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
+) -> None:
     """List volume images, oldest first."""
-    repo = _open(url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"),
-                 _options(options))
+    repo = _open(
+        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
+    )
     images = repo.list_volumes(name)
     repo.close()
     text = "\n".join(

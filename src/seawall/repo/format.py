@@ -156,9 +156,7 @@ class Keys:
         nonce = _nonce()
         return header + nonce + self._aead.encrypt(nonce, payload, header + context)
 
-    def seal_buffer(
-        self, type_: int, data: bytes | memoryview, context: bytes
-    ) -> bytearray:
+    def seal_buffer(self, type_: int, data: bytes | memoryview, context: bytes) -> bytearray:
         """:meth:`seal` for the data path: the same bytes, built in one buffer (the
         ciphertext is encrypted in place after the header, no concatenation copy)."""
         codec, payload = self._compress(data)
@@ -217,9 +215,7 @@ def _incompressible(cctx: zstandard.ZstdCompressor, data: bytes | memoryview, n:
     that). Any sample of text or zeros makes the probe shrink, so the chunk is compressed
     (and still stored uncompressed if compressing does not make it smaller)."""
     step = n // _PROBE_PIECES
-    sample = b"".join(
-        data[i * step : i * step + _PROBE_PIECE] for i in range(_PROBE_PIECES)
-    )
+    sample = b"".join(data[i * step : i * step + _PROBE_PIECE] for i in range(_PROBE_PIECES))
     return len(cctx.compress(sample)) * 100 >= len(sample) * 97
 
 

@@ -37,9 +37,7 @@ REPACK_THRESHOLD = 0.2
 
 
 def _stored_packs(repo: Repository) -> dict[bytes, int]:
-    return {
-        bytes.fromhex(b.key.rsplit("/", 1)[-1]): b.size for b in repo.storage.list(DATA_PREFIX)
-    }
+    return {bytes.fromhex(b.key.rsplit("/", 1)[-1]): b.size for b in repo.storage.list(DATA_PREFIX)}
 
 
 def _describe(m: Manifest) -> str:
@@ -219,13 +217,18 @@ def stats(repo: Repository) -> dict[str, Any]:
     repo._refresh_index()
     packs = list(repo.storage.list(DATA_PREFIX))
     by_type: dict[str, dict[str, int]] = {}
-    names = {ObjectType.BLOB_DATA: "data", ObjectType.BLOB_LIST: "list",
-             ObjectType.BLOB_STREAM: "stream"}
+    names = {
+        ObjectType.BLOB_DATA: "data",
+        ObjectType.BLOB_LIST: "list",
+        ObjectType.BLOB_STREAM: "stream",
+    }
     with repo._mutex:
         locs = list(repo._index.values())
     for loc in locs:
-        t = by_type.setdefault(names.get(loc.entry.type, str(loc.entry.type)),
-                               {"count": 0, "stored_bytes": 0, "raw_bytes": 0})
+        t = by_type.setdefault(
+            names.get(loc.entry.type, str(loc.entry.type)),
+            {"count": 0, "stored_bytes": 0, "raw_bytes": 0},
+        )
         t["count"] += 1
         t["stored_bytes"] += loc.entry.length
         t["raw_bytes"] += loc.entry.raw_length
@@ -293,8 +296,13 @@ def forget(
     keep_monthly: int = 0,
     dry_run: bool = False,
 ) -> list[str]:
-    rules = {"last": keep_last, "hourly": keep_hourly, "daily": keep_daily,
-             "weekly": keep_weekly, "monthly": keep_monthly}
+    rules = {
+        "last": keep_last,
+        "hourly": keep_hourly,
+        "daily": keep_daily,
+        "weekly": keep_weekly,
+        "monthly": keep_monthly,
+    }
     if any(v < 0 for v in rules.values()):
         raise InvalidInput("keep counts cannot be negative")
     if not any(rules.values()):
@@ -306,8 +314,9 @@ def forget(
     for key in sorted(groups):
         items = groups[key]
         kept = select_kept(items, rules)
-        doomed.extend(m.id for m in sorted(items, key=lambda m: (m.created_at, m.id))
-                      if m.id not in kept)
+        doomed.extend(
+            m.id for m in sorted(items, key=lambda m: (m.created_at, m.id)) if m.id not in kept
+        )
     if dry_run or not doomed:
         return doomed
     return repo._delete_manifests(doomed)

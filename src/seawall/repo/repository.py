@@ -270,9 +270,7 @@ class _PackWriter:
         if self.auto_index and self.packs_since_index >= INDEX_EVERY_PACKS:
             self.flush_index()
 
-    def _upload(
-        self, data: bytearray, entries: list[BlobEntry]
-    ) -> tuple[bytes, list[BlobEntry]]:
+    def _upload(self, data: bytearray, entries: list[BlobEntry]) -> tuple[bytes, list[BlobEntry]]:
         pack_id = hash_id(data)
         self.repo.storage.put(pack_key(pack_id), data)
         return pack_id, entries
@@ -614,8 +612,12 @@ class Repository:
                     continue
                 if self.lock_is_stale(doc):
                     if exclusive:
-                        log.warning("removing stale lock %s (%s pid %s)", other,
-                                    doc.get("host"), doc.get("pid"))
+                        log.warning(
+                            "removing stale lock %s (%s pid %s)",
+                            other,
+                            doc.get("host"),
+                            doc.get("pid"),
+                        )
                         self.storage.delete(other)
                     continue
                 if exclusive or doc.get("exclusive"):
@@ -821,7 +823,9 @@ class Repository:
                 if len(blob) != e.length:
                     raise CorruptObject(f"{what}: pack {first.pack.hex()} is truncated")
                 plain = self.keys.unseal(
-                    blob, e.id, expect_type=e.type,
+                    blob,
+                    e.id,
+                    expect_type=e.type,
                     what=f"{what}: blob {e.id.hex()} in pack {first.pack.hex()}",
                 )
                 if len(plain) != e.raw_length or self.keys.chunk_id(plain) != e.id:
@@ -1123,8 +1127,10 @@ class Repository:
                 since_flush += n
                 if progress is not None:
                     progress(done, total)
-                if flush_every and since_flush >= flush_every and (
-                    flushing is None or flushing.done()
+                if (
+                    flush_every
+                    and since_flush >= flush_every
+                    and (flushing is None or flushing.done())
                 ):
                     if flushing is not None:
                         flushing.result()
@@ -1184,13 +1190,9 @@ class Repository:
             batch_bytes = 0
 
             def flush() -> tuple[int, int]:
-                hashes = self._parallel(
-                    lambda ps: [self.keys.chunk_id(p) for p in ps], batch
-                )
+                hashes = self._parallel(lambda ps: [self.keys.chunk_id(p) for p in ps], batch)
                 ids.extend(hashes)
-                items = [
-                    (h, ObjectType.BLOB_STREAM, p) for h, p in zip(hashes, batch, strict=True)
-                ]
+                items = [(h, ObjectType.BLOB_STREAM, p) for h, p in zip(hashes, batch, strict=True)]
                 return self._store_new(writer, items)
 
             try:
@@ -1282,8 +1284,10 @@ class Repository:
                 pass
             else:
                 same = {
-                    "kind": old.kind, "labels": dict(old.labels),
-                    "body": dict(old.body), "refs": list(old.refs),
+                    "kind": old.kind,
+                    "labels": dict(old.labels),
+                    "body": dict(old.body),
+                    "refs": list(old.refs),
                 }
                 if canonical_json(same) == canonical_json(content):
                     return id
@@ -1426,8 +1430,14 @@ class Repository:
 
         with self._locked(False):
             return forget(
-                self, kind, group_by, keep_last=keep_last, keep_hourly=keep_hourly,
-                keep_daily=keep_daily, keep_weekly=keep_weekly, keep_monthly=keep_monthly,
+                self,
+                kind,
+                group_by,
+                keep_last=keep_last,
+                keep_hourly=keep_hourly,
+                keep_daily=keep_daily,
+                keep_weekly=keep_weekly,
+                keep_monthly=keep_monthly,
                 dry_run=dry_run,
             )
 

@@ -132,8 +132,9 @@ def sync(
             bytes_sent += len(raw)
             objects += 1
             sent += 1
-        return SyncStats(bytes_sent=bytes_sent, objects_sent=objects, manifests_sent=sent,
-                         skipped=skipped)
+        return SyncStats(
+            bytes_sent=bytes_sent, objects_sent=objects, manifests_sent=sent, skipped=skipped
+        )
 
 
 def init_sharing(src: Repository, storage: StorageBackend) -> Repository:

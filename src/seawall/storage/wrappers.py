@@ -153,15 +153,26 @@ def parse_windows(spec: str) -> list[RateWindow]:
     return out
 
 
-_UNITS = {"": 1, "B": 1, "K": 1000, "KB": 1000, "KIB": 1024, "M": 10**6, "MB": 10**6,
-          "MIB": 1 << 20, "G": 10**9, "GB": 10**9, "GIB": 1 << 30}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1000,
+    "KB": 1000,
+    "KIB": 1024,
+    "M": 10**6,
+    "MB": 10**6,
+    "MIB": 1 << 20,
+    "G": 10**9,
+    "GB": 10**9,
+    "GIB": 1 << 30,
+}
 
 
 def parse_size(text: str) -> int:
     """``"50MiB/s"`` -> 52428800; ``"0"`` -> 0."""
     t = text.strip().upper().removesuffix("/S")
     num = t.rstrip("KMGIB")
-    unit = t[len(num):]
+    unit = t[len(num) :]
     if unit not in _UNITS or not num:
         raise ValueError(f"cannot parse size {text!r}")
     return int(float(num) * _UNITS[unit])
