@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -124,17 +125,27 @@ class Runner:
             yield conn
 
     def start(self, plan: FlowPlan) -> tuple[str, str]:
-        """Persist the plan's flow and run it to the end: (TaskFlow flow state, error)."""
+        """Persist the plan's flow and run it to the end: (TaskFlow flow state, error).
+
+        The logbook, its flow detail and the factory that rebuilds the flow are saved in
+        one transaction (``save_logbook``), so a kill -9 at any moment leaves either no
+        engine record or a resumable one. (``engines.load_from_factory`` writes them in
+        three transactions: killed between them, the run could never be resumed.)
+        """
         book = models.LogBook(plan.run_id, uuid=plan.run_id)
+        flow_detail = models.FlowDetail(plan.run_id, uuid=str(uuid.uuid4()))
+        flow_detail.meta = {
+            "factory": {"name": FACTORY, "args": [], "kwargs": {"plan": plan.to_dict()}}
+        }
+        book.add(flow_detail)
         with self._conn() as conn:
             try:
                 conn.get_logbook(plan.run_id)
                 raise Conflict(f"run {plan.run_id} was already started; resume it instead")
             except tf_exc.NotFound:
                 conn.save_logbook(book)
-        engine = engines.load_from_factory(
-            FACTORY,
-            factory_kwargs={"plan": plan.to_dict()},
+        engine = engines.load_from_detail(
+            flow_detail,
             backend=self._backend,
             book=book,
             engine="parallel",
@@ -152,6 +163,10 @@ class Runner:
         details = list(book)
         if not details:
             raise NotFound(f"run {run_id} has no flow to resume")
+        if not isinstance(details[0].meta, dict) or "factory" not in details[0].meta:
+            # killed while TaskFlow was recording a new flow (before the single-transaction
+            # start above): no step ever ran, and the flow cannot be rebuilt
+            raise NotFound(f"run {run_id} was interrupted before its flow was recorded")
         engine = engines.load_from_detail(
             details[0], backend=self._backend, engine="parallel", max_workers=self.max_workers
         )
