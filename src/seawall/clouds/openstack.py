@@ -218,6 +218,12 @@ class OpenStackDriver:
         self._ioctx: Any = None
         self._lock = threading.Lock()
         self._generic_cache: dict[str, Path] = {}
+        # Sizes never change under seawall (volumes are not resized, snapshots are
+        # immutable); caching them keeps a restore or a read at one RBD call per chunk
+        # instead of several API calls. Forgotten when seawall deletes the object; one
+        # deleted elsewhere fails at the RBD call with NotFound.
+        self._volume_sizes: dict[str, int] = {}
+        self._snapshots: dict[str, tuple[str, int]] = {}
 
     # -- connection and errors ------------------------------------------------------------
 
@@ -1171,6 +1177,7 @@ class OpenStackDriver:
             return
         if k in (K.SERVER, K.VOLUME):
             self.wait_for_status(ref, "DELETED", self.timeout)
+        self._volume_sizes.pop(i, None)
 
     # -- servers --------------------------------------------------------------------------
 
@@ -1232,10 +1239,13 @@ class OpenStackDriver:
     # -- volumes and snapshots ------------------------------------------------------------
 
     def _volume_size(self, volume_id: str) -> int:
+        if volume_id in self._volume_sizes:
+            return self._volume_sizes[volume_id]
         volume = self.get(ResourceRef(K.VOLUME, volume_id))
         if volume is None:
             raise NotFound(f"volume {volume_id!r} does not exist on site {self.site.name!r}")
-        return int(volume.attrs["size"])
+        self._volume_sizes[volume_id] = int(volume.attrs["size"])
+        return self._volume_sizes[volume_id]
 
     def _snapshot_info(self, s: Any, size: int | None = None) -> SnapshotInfo:
         meta = s.metadata or {}
@@ -1293,6 +1303,8 @@ class OpenStackDriver:
                 self.conn.block_storage.delete_snapshot(snapshot_id, ignore_missing=True)
         except NotFound:
             return
+        finally:
+            self._snapshots.pop(snapshot_id, None)
         deadline = time.monotonic() + self.timeout
         while self._get_snapshot(snapshot_id) is not None:
             if time.monotonic() > deadline:
@@ -1349,8 +1361,10 @@ class OpenStackDriver:
 
     def read_snapshot(self, snapshot_id: str, offset: int, length: int) -> bytes:
         """Snapshot-time bytes; fewer than ``length`` only at the end of the volume."""
-        snap = self._need_snapshot(snapshot_id)
-        size = self._snapshot_info(snap).size
+        if snapshot_id not in self._snapshots:
+            snap = self._need_snapshot(snapshot_id)
+            self._snapshots[snapshot_id] = (snap.volume_id, self._snapshot_info(snap).size)
+        volume_id, size = self._snapshots[snapshot_id]
         if offset < 0 or length < 0 or offset > size:
             raise InvalidInput(
                 f"cannot read {length} bytes at {offset} of a {size}-byte snapshot",
@@ -1361,7 +1375,7 @@ class OpenStackDriver:
             return b""
         ioctx = self._rbd_ioctx()
         if ioctx is None:
-            path = self._generic_copy(snap)
+            path = self._generic_copy(self._need_snapshot(snapshot_id))
             with open(path, "rb") as f:
                 f.seek(offset)
                 return f.read(length)
@@ -1369,10 +1383,11 @@ class OpenStackDriver:
 
         try:
             with rbd.Image(
-                ioctx, f"volume-{snap.volume_id}", snapshot=f"snapshot-{snap.id}", read_only=True
+                ioctx, f"volume-{volume_id}", snapshot=f"snapshot-{snapshot_id}", read_only=True
             ) as image:
                 return bytes(image.read(offset, length))
         except rbd.ImageNotFound as exc:
+            self._snapshots.pop(snapshot_id, None)
             raise NotFound(f"RBD snapshot for {snapshot_id} is missing: {exc}") from None
 
     def _generic_copy(self, snap: Any) -> Path:
@@ -1434,6 +1449,7 @@ class OpenStackDriver:
             with rbd.Image(ioctx, f"volume-{volume_id}") as image:
                 image.write(data, offset)
         except rbd.ImageNotFound:
+            self._volume_sizes.pop(volume_id, None)
             raise NotFound(f"RBD image volume-{volume_id} is missing") from None
 
     # -- images -----------------------------------------------------------------------------
