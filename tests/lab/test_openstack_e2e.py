@@ -6,7 +6,8 @@ The workload: 3 servers (web, app, db), 2 networks with a router, 2 security gro
 keypair, a flavor, an image, a boot volume and 2 data volumes holding known bytes written
 through RBD, an affinity server group and a floating IP. Every phase prints its time.
 
-Skips unless both lab sites are up (``SEAWALL_LAB_ROOT``, default /opt/seawall-lab).
+Skips unless ``SEAWALL_LAB_CLOUD`` is set (the switch for every lab test) and both lab
+sites are up (``SEAWALL_LAB_ROOT``, default /opt/seawall-lab).
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ class Timings:
 
 @pytest.fixture
 def lab_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
+    if not os.environ.get("SEAWALL_LAB_CLOUD"):
+        pytest.skip("set SEAWALL_LAB_CLOUD (as lab/openstack/ci.sh does) to run against the lab")
     for name in ("a", "b"):
         if not (ROOT / "sites" / name / "clouds.yaml").exists():
             pytest.skip(f"lab site {name} is not up (seawall lab up --site {name})")
