@@ -940,7 +940,16 @@ class OpenStackDriver:
                 body["floating_ip_address"] = a["address"]
             if refs.get("port"):
                 body["port_id"] = refs["port"][0]
-            return str(self.conn.network.create_ip(**body).id)
+        try:
+            with self._api(f"creating floating IP {name}"):
+                return str(self.conn.network.create_ip(**body).id)
+        except NotFound as exc:
+            if "not reachable" not in str(exc):
+                raise
+            raise Conflict(
+                f"floating IP {name}: no router joins the port's subnet to the external "
+                f"network {ext.name}; restore the router (with its gateway) first ({exc})"
+            ) from None
 
     def _unique_name(self, taken: Iterable[str], name: str, key: str) -> str:
         """Flavor and volume type names are unique per cloud: on a clash, suffix a hash
