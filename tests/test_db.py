@@ -20,6 +20,7 @@ from alembic.runtime.migration import MigrationContext
 
 from seawall import model
 from seawall.db import (
+    VERSION_TABLE,
     CreatedRecord,
     StateDatabaseBusy,
     StateDatabaseError,
@@ -292,8 +293,8 @@ def test_steps(store: StateStore) -> None:
     assert 0 < net.started_at <= net.finished_at
     assert vol.progress == 0.5 and vol.detail == "1/4 GiB" and vol.finished_at == 0.0
     assert verify.state is StepState.SKIPPED
-    with pytest.raises(InvalidTransition, match="cannot go from done to running"):
-        store.set_step("r1", "CreateNetwork", StepState.RUNNING)
+    with pytest.raises(InvalidTransition, match="cannot go from done to skipped"):
+        store.set_step("r1", "CreateNetwork", StepState.SKIPPED)
     with pytest.raises(InvalidTransition):
         store.set_step("r1", "VerifyData", StepState.RUNNING)
     # failure then retry: finished_at cleared, started_at kept
@@ -513,7 +514,9 @@ def _schema_diff(url: str) -> list[object]:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+            ctx = MigrationContext.configure(
+                conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
+            )
             return list(compare_metadata(ctx, metadata))
     finally:
         engine.dispose()
@@ -536,7 +539,7 @@ def test_migrations_round_trip(state_url: str) -> None:
     with StateStore(state_url) as s:
         s.add_site(Site("a", "sim"))
     command.downgrade(migration_config(state_url), "base")
-    assert _tables(state_url) <= {"alembic_version"}
+    assert _tables(state_url) <= {"seawall_alembic_version"}
     command.upgrade(migration_config(state_url), "head")
     assert _schema_diff(state_url) == []
     with StateStore(state_url) as s:
@@ -548,7 +551,7 @@ def test_database_from_a_newer_seawall_is_refused(state_url: str) -> None:
     StateStore(state_url).close()
     engine = sa.create_engine(state_url)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE alembic_version SET version_num = 'f00d'"))
+        conn.execute(sa.text("UPDATE seawall_alembic_version SET version_num = 'f00d'"))
     engine.dispose()
     with pytest.raises(StateDatabaseError, match=r"revision f00d.*newer seawall\. Upgrade seawall"):
         StateStore(state_url)

@@ -134,6 +134,10 @@ SEVERITIES = ("debug", "info", "warning", "error", "critical")
 # compares them with Alembic's autogenerate, so editing one without the other fails CI.
 # --------------------------------------------------------------------------------------
 
+#: Alembic's version table for seawall's schema. Not the default ``alembic_version``: the
+#: TaskFlow engine keeps its own Alembic-managed tables in the same PostgreSQL database.
+VERSION_TABLE = "seawall_alembic_version"
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -493,7 +497,8 @@ class StateStore:
         heads = set(script.get_heads())
 
         def current(conn: Connection) -> set[str]:
-            revs = set(MigrationContext.configure(conn).get_current_heads())
+            ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            revs = set(ctx.get_current_heads())
             unknown = [r for r in revs if r not in {s.revision for s in script.walk_revisions()}]
             if unknown:
                 raise StateDatabaseError(

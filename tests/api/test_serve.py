@@ -144,16 +144,7 @@ def events_in(shop: Any, workload: str) -> list[str]:
         "sqlite",
         pytest.param(
             "postgresql",
-            marks=[
-                pytest.mark.postgres,
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="Service puts TaskFlow's tables in the state database's schema on "
-                    "PostgreSQL and both use Alembic's alembic_version table: TaskFlow's "
-                    "upgrade() then fails on seawall's revision '0001' (service.py/migrations "
-                    "owner to fix, e.g. a separate version table or schema)",
-                ),
-            ],
+            marks=[pytest.mark.postgres],
         ),
     ]
 )

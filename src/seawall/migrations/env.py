@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import context
 
-from seawall.db import default_url, metadata
+from seawall.db import VERSION_TABLE, default_url, metadata
 
 config = context.config
 
@@ -27,7 +27,13 @@ def _url() -> str:
 
 def _configure(**kw: Any) -> None:
     # render_as_batch: SQLite cannot ALTER most things; batch mode copies the table instead.
-    context.configure(target_metadata=metadata, render_as_batch=True, compare_type=True, **kw)
+    context.configure(
+        target_metadata=metadata,
+        render_as_batch=True,
+        compare_type=True,
+        version_table=VERSION_TABLE,
+        **kw,
+    )
 
 
 def run_offline() -> None:
