@@ -659,8 +659,13 @@ def start_ovn(site: LabSite) -> None:
 
 def start_chassis(site: LabSite) -> None:
     """A live OVN chassis for the compute host: ML2/OVN binds a port only when the
-    chassis echoes nb_cfg, so a registered-by-hand chassis would count as dead. The
-    userspace ``netdev`` datapath needs no openvswitch kernel module."""
+    chassis echoes nb_cfg, so a registered-by-hand chassis would count as dead.
+
+    The datapath is OVS's ``dummy`` one (as in OVN's own sandbox): no kernel module and
+    no device at all. The userspace ``netdev`` datapath would need a tap device named
+    ``ovs-netdev``, the same name for every site, so the second site's bridge fails
+    ("creating tap device failed: Device or resource busy") and its chassis later goes
+    dead; nothing here carries packets, so nothing is lost."""
     d = site.data / "ovs"
     d.mkdir(parents=True, exist_ok=True)
     (site.run / "ovs").mkdir(parents=True, exist_ok=True)
@@ -684,8 +689,13 @@ def start_chassis(site: LabSite) -> None:
        "external_ids:ovn-encap-type=geneve", f"external_ids:ovn-encap-ip={HOST}",
        # one bridge name per site, so the two sites' tap devices do not clash
        f"external_ids:ovn-bridge=br-int-{site.name}",
-       "external_ids:ovn-bridge-datapath-type=netdev")  # fmt: skip
-    start(site, "ovs-vswitchd", ["ovs-vswitchd", db, f"--unixctl={site.run}/ovs-vswitchd.ctl",
+       "external_ids:ovn-bridge-datapath-type=dummy")  # fmt: skip
+    bridge = f"br-int-{site.name}"
+    if sh(site, "ovs-vsctl", f"--db={db}", "br-exists", bridge, check=False) == 0:
+        sh(site, "ovs-vsctl", f"--db={db}", "--no-wait", "set", "Bridge", bridge,
+           "datapath_type=dummy")  # fmt: skip
+    start(site, "ovs-vswitchd", ["ovs-vswitchd", db, "--enable-dummy",
+          f"--unixctl={site.run}/ovs-vswitchd.ctl",
           f"--log-file={site.logs}/ovs-vswitchd.file.log"], env)  # fmt: skip
     # ovn-controller 23.03 has no --unixctl: OVN_RUNDIR places its control socket
     start(site, "ovn-controller", ["ovn-controller", db,
@@ -739,7 +749,7 @@ def _service_user(site: LabSite, user: str) -> dict[str, Any]:
 
 
 def start_uwsgi(site: LabSite, name: str, port: int, module: str, env: dict[str, str],
-                pyargv: str = "") -> None:  # fmt: skip
+                pyargv: str = "", extra: Sequence[str] = ()) -> None:  # fmt: skip
     """An API under uwsgi: one master, one worker, four threads."""
     argv = [
         str(site.venv / "bin" / "uwsgi"), "--master", "--processes", "1", "--threads", "4",
@@ -750,7 +760,7 @@ def start_uwsgi(site: LabSite, name: str, port: int, module: str, env: dict[str,
     ]  # fmt: skip
     if pyargv:
         argv += ["--pyargv", pyargv]
-    start(site, name, argv, {**site.env(), **env})
+    start(site, name, [*argv, *extra], {**site.env(), **env})
 
 
 def write_clouds_yaml(site: LabSite) -> None:
@@ -879,8 +889,12 @@ def start_glance(site: LabSite) -> None:
         if todo:
             sh(site, "glance-manage", "--config-file", c / "glance-api.conf", "db_sync",
                log_name="glance-setup")  # fmt: skip
+    # Cinder uploads volumes to images with chunked requests; uwsgi's default chunk limit
+    # (1 MiB) fails them with "unable to receive chunked part"
     start_uwsgi(site, "glance-api", site.ports["glance"], "glance.wsgi.api:application",
-                {"OS_GLANCE_CONFIG_DIR": str(c)})  # fmt: skip
+                {"OS_GLANCE_CONFIG_DIR": str(c)},
+                extra=["--chunked-input-limit", str(64 << 20),
+                       "--chunked-input-timeout", "300"])  # fmt: skip
 
 
 def start_placement(site: LabSite) -> None:

@@ -268,6 +268,20 @@ class OpenStackDriver:
         from openstack import exceptions as os_exc
 
         site = f"openstack site {self.site.name!r} ({self.cloud})"
+        # openstacksdk wraps keystoneauth's errors (authorize, discovery): use the cause
+        cause = exc.__cause__ or exc.__context__
+        if (
+            isinstance(exc, os_exc.SDKException)
+            and not isinstance(exc, os_exc.HttpException)
+            and isinstance(cause, ka.ClientException)
+        ):
+            return self._translate(cause, what)
+        text = str(exc)
+        if isinstance(exc, os_exc.SDKException) and not isinstance(exc, os_exc.HttpException):
+            if "requires authentication" in text or "HTTP 401" in text:
+                exc = ka.Unauthorized(text)
+            elif "Unable to establish connection" in text:
+                exc = ka.ConnectFailure(text)
         msg = str(getattr(exc, "details", "") or exc).strip() or type(exc).__name__
         if isinstance(exc, ka.Unauthorized) or _status_of(exc) == 401:
             return SiteUnavailable(
