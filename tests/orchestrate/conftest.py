@@ -37,6 +37,7 @@ from seawall.clouds import ResourceSpec
 from seawall.clouds.sim import destroy_site
 from seawall.model import (
     PRESETS,
+    RecoveryPlan,
     Resource,
     ResourceKind,
     ResourceRef,
@@ -46,6 +47,7 @@ from seawall.model import (
     Selector,
     Workload,
     dump,
+    load,
 )
 from seawall.orchestrate.tasks import cleanup_run
 from seawall.repo import CheckReport, Repository
@@ -173,7 +175,8 @@ class World:
         assert not leftovers, f"target not clean: {[f'{r.kind.value}/{r.name}' for r in leftovers]}"
         if self.svc.get_workload(WORKLOAD) != self.workload:
             self.svc.db.update_workload(self.workload)
-        self.svc.set_plan(self.plan)
+        if self.svc.db.get_plan(WORKLOAD, TARGET) != load(RecoveryPlan, self.plan):
+            self.svc.set_plan(self.plan)
 
 
 def _deploy(svc: Service) -> str:

@@ -16,6 +16,11 @@ flight, then runs ``seawall run resume`` in a new process and asserts the outcom
   target, which has as many resources as before;
 - every case: both repositories pass ``check`` (with ``read_data`` too).
 
+Beyond one kill per step: a failing failover killed while reverting goes on reverting
+and leaves nothing; kills inside TaskFlow's own write transactions to ``engine.db``
+(the one that records a new run, the next ones, mid-flow, the final one); a resuming
+process killed in turn; and a killed drill finished by the next operation command.
+
 The step lists are written out so that each case is named by its step; the first test
 asserts they are exactly the dry run's steps, so a plan change cannot leave a step
 untested. The target site and the workload are put back between cases.
@@ -31,6 +36,7 @@ import pytest
 from taskflow import exceptions as tf_exc
 
 from seawall.model import Checkpoint, ResourceKind, Run, RunState, load
+from seawall.repo import Repository
 
 from .conftest import SOURCE, TARGET, WORKLOAD, World
 
@@ -71,11 +77,9 @@ FAILOVER_STEPS = [
 DRILL_STEPS = [*FAILOVER_STEPS, "cleanup-drill:b"]
 
 #: killed after the step's work, before TaskFlow recorded it: the step runs twice
-PROTECT_AFTER = ["freeze-server:db", "upload-volume:data", "commit-checkpoint:*",
-                 "replicate-checkpoint:b"]  # fmt: skip
-FAILOVER_AFTER = ["create-volume:data", "restore-volume:data", "create-server:db",
-                  "verify-volume:boot"]  # fmt: skip
-DRILL_AFTER = ["create-server:db", "cleanup-drill:b"]
+PROTECT_AFTER = ["freeze-server:db", "upload-volume:data", "commit-checkpoint:*"]
+FAILOVER_AFTER = ["restore-volume:data", "create-server:db", "verify-volume:boot"]
+DRILL_AFTER = ["cleanup-drill:b"]
 
 #: SIGKILL inside the N-th write transaction to engine.db, counted from the one that
 #: records the run's logbook (N=1), or inside the one that records the flow finished
@@ -142,9 +146,9 @@ def _repositories_clean(world: World, *, read_data: bool = True) -> None:
         assert report.ok, f"repository of {site}: {report.errors}"
 
 
-def _volume_bytes(repo: object, image_id: str, size: int) -> bytes:
+def _volume_bytes(repo: Repository, image_id: str, size: int) -> bytes:
     buf = bytearray(size)
-    for offset, data in repo.read_volume(image_id):  # type: ignore[attr-defined]
+    for offset, data in repo.read_volume(image_id):
         buf[offset : offset + len(data)] = data
     return bytes(buf)
 
