@@ -595,3 +595,17 @@ def test_unreachable_postgresql_is_transient() -> None:
         port = sock.getsockname()[1]
     with pytest.raises(StateDatabaseBusy, match="Check that PostgreSQL is running"):
         StateStore(f"postgresql://postgres@127.0.0.1:{port}/seawall", busy_timeout=1)
+
+
+def test_a_database_from_before_the_own_version_table_is_adopted(tmp_path: Path) -> None:
+    """Early databases kept their revision in Alembic's default table; they still open."""
+    url = f"sqlite:///{tmp_path / 'legacy.db'}"
+    with StateStore(url) as s:
+        s.add_site(Site("a", "sim"))
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {VERSION_TABLE} RENAME TO alembic_version"))
+    engine.dispose()
+    with StateStore(url) as s:
+        assert [x.name for x in s.list_sites()] == ["a"]
+    assert VERSION_TABLE in _tables(url)

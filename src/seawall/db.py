@@ -521,9 +521,29 @@ class StateStore:
                     raw.execute("PRAGMA journal_mode=WAL").close()
                 conn.execution_options(seawall_write=True)
                 with conn.begin():
+                    self._adopt_legacy_version_table(conn, script)
                     if current(conn) == heads:
                         return
                     command.upgrade(migration_config(self.url, conn), "head")
+
+    @staticmethod
+    def _adopt_legacy_version_table(conn: Connection, script: Any) -> None:
+        """Databases made before seawall had its own version table recorded their
+        revision in Alembic's default ``alembic_version``; move it over, once."""
+        names = set(sa.inspect(conn).get_table_names())
+        if VERSION_TABLE in names or "alembic_version" not in names:
+            return
+        ours = {s.revision for s in script.walk_revisions()}
+        rows = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+        mine = [r for r in rows if r in ours]
+        if not mine or "sites" not in names:
+            return
+        conn.execute(
+            sa.text(f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+        )
+        for rev in mine:
+            conn.execute(sa.text(f"INSERT INTO {VERSION_TABLE} VALUES (:r)"), {"r": rev})
+            conn.execute(sa.text("DELETE FROM alembic_version WHERE version_num = :r"), {"r": rev})
 
     @contextlib.contextmanager
     def _migration_lock(self) -> Iterator[None]:

@@ -34,7 +34,7 @@ from typing import Any
 from taskflow import task
 from taskflow.types import failure as tf_failure
 
-from seawall.clouds import CloudDriver, ResourceSpec, SnapshotInfo
+from seawall.clouds import CloudDriver, Extent, ResourceSpec, SnapshotInfo
 from seawall.errors import (
     Cancelled,
     NotFound,
@@ -304,6 +304,13 @@ class UploadVolume(SeawallTask):
                 repo.volume_info(base)
             except NotFound:
                 base, extents, mode = None, None, "full"
+        if base is None and "cbt" in driver.capabilities().data_paths:
+            # A first checkpoint reads only what the cloud says is allocated.
+            try:
+                extents = [(e.offset, e.length) for e in driver.changed_extents(snap.id, None)]
+                mode = "allocated"
+            except NotFound:
+                extents = None
         image = repo.write_volume(
             args["name"],
             SnapshotSource(driver, snap),
@@ -430,6 +437,20 @@ class ReplicateCheckpoint(SeawallTask):
             {"ok": True, "bytes_sent": stats.bytes_sent, "objects": stats.objects_sent},
         )
         return {"target": args["target"], "ok": True, "bytes_sent": stats.bytes_sent}
+
+    def undo(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any], result: Any) -> None:
+        """A reverted run must not leave its checkpoint at the target either (catalogue
+        would find it there); the copied chunks stay until the next prune."""
+        if isinstance(result, dict) and not result.get("ok", True):
+            return  # nothing was copied
+        try:
+            ctx.rt.repository(args["target"]).delete_manifest(args["checkpoint_id"])
+        except NotFound:
+            pass
+        except SeawallError as exc:
+            ctx.rt.db.add_event(
+                "replication-revert-failed", str(exc), severity="warning", run_id=ctx.run_id
+            )
 
 
 class ExpireSnapshots(SeawallTask):
@@ -566,10 +587,18 @@ class WaitServer(SeawallTask):
         return {"id": r.id, "status": r.attrs.get("status", "")}
 
 
-def probe(driver: CloudDriver, server_id: str, check: HealthCheck, deadline: float) -> str:
-    """Run one health check until it passes or the deadline; '' on success, else why."""
+def probe(
+    driver: CloudDriver,
+    server_id: str,
+    check: HealthCheck,
+    deadline: float,
+    cancelled: Callable[[], bool] | None = None,
+) -> str:
+    """Run one health check until it passes, the deadline or a cancel; '' on success."""
     why = "not checked"
     while True:
+        if cancelled is not None and cancelled():
+            return "cancelled"
         server = driver.get(ResourceRef(ResourceKind.SERVER, server_id))
         if server is None:
             return "server is gone"
@@ -607,7 +636,14 @@ class CheckHealth(SeawallTask):
         (server,) = deps.values()
         check = load(HealthCheck, args["check"])
         start = time.monotonic()
-        why = probe(ctx.rt.driver(args["site"]), server["id"], check, start + check.timeout_seconds)
+        why = probe(
+            ctx.rt.driver(args["site"]),
+            server["id"],
+            check,
+            start + check.timeout_seconds,
+            ctx.cancelled,
+        )
+        ctx.check()
         result = {"server": check.server, "kind": check.kind.value, "ok": not why, "why": why}
         ctx.note(f"check:{self.name}", {**result, "at": time.time()})
         if why and not args["record"]:
@@ -626,9 +662,10 @@ def verify_volume(
     pos = 0
     checked = 0
     size = snapshot.size
+    allocated = driver.changed_extents(snapshot.id, None)
     for offset, data in repo.read_volume(image_id):
         if offset > pos:
-            gap = _first_nonzero(driver, snapshot, pos, offset - pos)
+            gap = _first_nonzero(driver, snapshot, allocated, pos, offset - pos)
             if gap >= 0:
                 return False, checked, f"non-zero byte at {gap} where the image has a hole"
         got = driver.read_snapshot(snapshot.id, offset, len(data))
@@ -643,14 +680,15 @@ def verify_volume(
         checked += len(data)
         progress(pos, size)
     if pos < size:
-        gap = _first_nonzero(driver, snapshot, pos, size - pos)
+        gap = _first_nonzero(driver, snapshot, allocated, pos, size - pos)
         if gap >= 0:
             return False, checked, f"non-zero byte at {gap} where the image has a hole"
     return True, checked, ""
 
 
-def _first_nonzero(driver: CloudDriver, snapshot: SnapshotInfo, offset: int, length: int) -> int:
-    allocated = driver.changed_extents(snapshot.id, None)
+def _first_nonzero(
+    driver: CloudDriver, snapshot: SnapshotInfo, allocated: list[Extent], offset: int, length: int
+) -> int:
     end = offset + length
     for e in allocated:
         lo, hi = max(e.offset, offset), min(e.offset + e.length, end)
