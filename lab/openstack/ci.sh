@@ -26,4 +26,4 @@ seawall lab status --root "$root"
 export SEAWALL_LAB_ROOT=$root SEAWALL_LAB_CLOUD=seawall-lab-a \
   SEAWALL_LAB_CLOUDS_YAML=$root/sites/a/clouds.yaml \
   SEAWALL_LAB_CEPH_CONF=$root/sites/a/etc/ceph/ceph.conf
-pytest -m lab -p no:cacheprovider tests/clouds tests/lab "$@"
+pytest -m lab -p no:cacheprovider -s tests/clouds tests/lab "$@"  # -s: the e2e test prints per-phase times
