@@ -470,8 +470,8 @@ class Demo:
         if not self.console:
             return
         t = Table(title="seawall demo — summary")
-        for col in ("phase", "state", "verified", "RTO", "read", "stored", "sent", "duration"):
-            t.add_column(col)
+        for col in ("phase", "state", "verified", "RTO", "read", "stored", "sent", "took"):
+            t.add_column(col, no_wrap=True)
         for name, p in report["phases"].items():
             cp = p.get("checkpoint", {})
             t.add_row(
@@ -484,7 +484,12 @@ class Demo:
                 human_bytes(p.get("bytes_sent", 0)),
                 f"{p['duration_seconds']:.1f}s" if p.get("duration_seconds") is not None else "-",
             )
-        self.console.print(t)
+        wide = Console(
+            file=self.console.file,
+            width=max(self.console.width, 110),
+            force_terminal=self.console.is_terminal,
+        )
+        wide.print(t)
         self.console.print(
             f"achieved RPO at the disaster: {report['achieved_rpo_seconds']:.1f}s; "
             f"drill residue: {report['phases'].get('drill', {}).get('residue')}; "
