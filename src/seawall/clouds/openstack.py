@@ -619,8 +619,20 @@ class OpenStackDriver:
             types = {t.name: t.id for t in ctx.volume_types}
             return [self._volume(v, types) for v in c.block_storage.volumes()]
         if kind is K.SERVER:
-            return [self._server(s, ctx) for s in ctx.servers]
+            return self._servers(ctx)
         return []  # projects are the operator's, not part of a workload's resources
+
+    def _servers(self, ctx: _Context) -> list[Resource]:
+        """Servers; one deleted while it is being described is left out, not an error."""
+        from openstack import exceptions as os_exc
+
+        out = []
+        for s in ctx.servers:
+            try:
+                out.append(self._server(s, ctx))
+            except os_exc.NotFoundException:
+                continue
+        return out
 
     def list_resources(self, kind: ResourceKind | None = None) -> list[Resource]:
         kinds = [kind] if kind else [k for k in ResourceKind if k is not K.PROJECT]
