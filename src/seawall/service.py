@@ -883,6 +883,13 @@ class Service:
             if not self._db.acquire_lease(lease, f"{me['host']}:{me['pid']}", ttl=3600):
                 continue
             try:
+                # Another resumer may have finished (or taken) it since we listed it.
+                run = self._db.get_run(run.id)
+                now = run.result.get("owner", {})
+                if run.state not in UNFINISHED or (
+                    isinstance(now, dict) and now != info and owner_alive(now)
+                ):
+                    continue
                 self._db.update_run_result(run.id, {"owner": me, "resumed": True})
                 if run.state is RunState.PENDING:
                     self._db.set_run_state(run.id, RunState.RUNNING)
