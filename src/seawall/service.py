@@ -642,30 +642,23 @@ class Service:
     def failover(
         self, workload_name: str, *, checkpoint_id: str | None = None, target: str | None = None
     ) -> Run:
-        w = self.get_workload(workload_name)
-        run_id = new_id("run")
-        flow, cp, plan = self.plan_recover(
-            w,
-            run_id,
-            mode=RecoverMode.FAILOVER,
-            kind=RunKind.FAILOVER,
-            checkpoint_id=checkpoint_id,
-            target=target,
-        )
-        return self._execute(
-            w, flow, {"target": plan.target, "source": w.site, "checkpoint_id": cp.id}
-        )
+        return self._recover(workload_name, RecoverMode.FAILOVER, checkpoint_id, target)
 
     def drill(
         self, workload_name: str, *, checkpoint_id: str | None = None, target: str | None = None
+    ) -> Run:
+        return self._recover(workload_name, RecoverMode.DRILL, checkpoint_id, target)
+
+    def _recover(
+        self, workload_name: str, mode: RecoverMode, checkpoint_id: str | None, target: str | None
     ) -> Run:
         w = self.get_workload(workload_name)
         run_id = new_id("run")
         flow, cp, plan = self.plan_recover(
             w,
             run_id,
-            mode=RecoverMode.DRILL,
-            kind=RunKind.DRILL,
+            mode=mode,
+            kind=RunKind(mode.value),
             checkpoint_id=checkpoint_id,
             target=target,
         )
