@@ -99,6 +99,13 @@ def _open(url: str, passphrase: str, options: Mapping[str, str]) -> Repository:
     return Repository.open(_storage(url, options), passphrase)
 
 
+def _open_url(url: str, passphrase_file: str | None, options: tuple[str, ...]) -> Repository:
+    """Open ``url`` the way every single-repository command does (``_common`` options)."""
+    return _open(
+        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
+    )
+
+
 def _jsonable(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return _jsonable(asdict(value))
@@ -239,9 +246,7 @@ def repo_check(
     url: str, read_data: bool, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
 ) -> None:
     """Check the repository's structure (and with --read-data, all data)."""
-    repo = _open(
-        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
-    )
+    repo = _open_url(url, passphrase_file, options)
     with _progress("checking", not as_json) as progress:
         report = repo.check(read_data=read_data, progress=progress)
     repo.close()
@@ -268,9 +273,7 @@ def repo_stats(
     url: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
 ) -> None:
     """Show sizes, counts and the deduplication ratio."""
-    repo = _open(
-        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
-    )
+    repo = _open_url(url, passphrase_file, options)
     s = repo.stats()
     repo.close()
     lines = [
@@ -316,9 +319,7 @@ def repo_forget(
     as_json: bool,
 ) -> None:
     """Remove manifests the retention rules do not keep (data goes at the next prune)."""
-    repo = _open(
-        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
-    )
+    repo = _open_url(url, passphrase_file, options)
     groups = list(group_by) or (["name"] if kind == "volume" else ["workload"])
     removed = repo.forget(
         kind,
@@ -348,9 +349,7 @@ def repo_prune(
     url: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
 ) -> None:
     """Delete data no manifest references (takes the exclusive lock)."""
-    repo = _open(
-        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
-    )
+    repo = _open_url(url, passphrase_file, options)
     result = repo.prune()
     repo.close()
     _emit(
@@ -519,9 +518,7 @@ def key_list(
     url: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
 ) -> None:
     """List key slots."""
-    repo = _open(
-        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
-    )
+    repo = _open_url(url, passphrase_file, options)
     slots = repo.list_keys()
     text = "\n".join(
         f"{'*' if s.id == repo.slot_id else ' '} {s.id}  {s.created_at}  {s.hostname}  kdf={s.kdf}"
@@ -550,9 +547,7 @@ def key_add(
     as_json: bool,
 ) -> None:
     """Add a key slot for another passphrase."""
-    repo = _open(
-        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
-    )
+    repo = _open_url(url, passphrase_file, options)
     new = _read_secret(NEW_PASSPHRASE_ENV, new_passphrase_file, "new passphrase")
     slot = repo.add_key(new, kdf=kdf)
     _emit(as_json, {"id": slot}, f"added key slot {slot}")
@@ -568,9 +563,7 @@ def key_remove(
     url: str, slot: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
 ) -> None:
     """Remove a key slot (never the last one)."""
-    repo = _open(
-        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
-    )
+    repo = _open_url(url, passphrase_file, options)
     repo.remove_key(slot)
     _emit(as_json, {"removed": slot}, f"removed key slot {slot}")
 
@@ -595,9 +588,7 @@ def key_passwd(
     as_json: bool,
 ) -> None:
     """Change the passphrase of the slot this passphrase opens."""
-    repo = _open(
-        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
-    )
+    repo = _open_url(url, passphrase_file, options)
     new = _read_secret(NEW_PASSPHRASE_ENV, new_passphrase_file, "new passphrase")
     slot = repo.change_passphrase(new, kdf=kdf)
     _emit(as_json, {"id": slot}, f"passphrase changed (new key slot {slot})")
@@ -654,9 +645,7 @@ def volume_put(
     as_json: bool,
 ) -> None:
     """Store FILE as a new image of volume NAME; prints the new image id."""
-    repo = _open(
-        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
-    )
+    repo = _open_url(url, passphrase_file, options)
     extents = _load_extents(changed_extents) if changed_extents else None
     if base is not None:
         base = _resolve(repo, None, base).id
@@ -708,9 +697,7 @@ def volume_get(
     as_json: bool,
 ) -> None:
     """Restore a volume image into OUT (sparse; written only if every chunk verifies)."""
-    repo = _open(
-        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
-    )
+    repo = _open_url(url, passphrase_file, options)
     name, _, ident = ref.partition("@")
     img = _resolve(repo, name or None, ident or None)
     target = Path(out)
@@ -756,9 +743,7 @@ def volume_list(
     url: str, name: str | None, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
 ) -> None:
     """List volume images, oldest first."""
-    repo = _open(
-        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
-    )
+    repo = _open_url(url, passphrase_file, options)
     images = repo.list_volumes(name)
     repo.close()
     text = "\n".join(
