@@ -29,6 +29,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -468,3 +469,49 @@ def shop_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
         env = use_seawall_env(root, mp)
         with shop_world(root, env) as world:
             yield world
+
+
+def rgw_credentials(site: str = "a") -> dict[str, str]:
+    """The lab's Ceph RGW endpoint and keys (``seawall lab up`` writes ``rgw.json``)."""
+    import json
+
+    root = Path(os.environ.get("SEAWALL_LAB_ROOT", "/opt/seawall-lab"))
+    path = root / "sites" / site / "rgw.json"
+    if not os.environ.get("SEAWALL_LAB_CLOUD") or not path.exists():
+        pytest.skip(f"no lab RGW: {path} missing or SEAWALL_LAB_CLOUD unset (seawall lab up)")
+    creds: dict[str, str] = json.loads(path.read_text())
+    return creds
+
+
+def make_rgw_bucket(site: str) -> tuple[str, dict[str, str]]:
+    """A fresh bucket on the lab's RGW of ``site`` and the storage options that reach it."""
+    import boto3
+
+    creds = rgw_credentials(site)
+    name = f"seawall-test-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3",
+        endpoint_url=creds["endpoint"],
+        aws_access_key_id=creds["access_key"],
+        aws_secret_access_key=creds["secret_key"],
+        region_name=creds["region"],
+    ).create_bucket(Bucket=name)
+    options = {
+        "endpoint": creds["endpoint"],
+        "access_key_id": creds["access_key"],
+        "secret_access_key": creds["secret_key"],
+        "region": creds["region"],
+    }
+    return name, options
+
+
+@pytest.fixture
+def rgw_a() -> tuple[str, dict[str, str]]:
+    """A fresh bucket on lab site a's RGW and its storage options (skips without the lab)."""
+    return make_rgw_bucket("a")
+
+
+@pytest.fixture
+def rgw_b() -> tuple[str, dict[str, str]]:
+    """A fresh bucket on lab site b's RGW and its storage options (skips without the lab)."""
+    return make_rgw_bucket("b")

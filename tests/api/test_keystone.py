@@ -1,7 +1,10 @@
 """Tenant isolation with real Keystone tokens (the OpenStack lab; marked ``lab``).
 
-Needs ``SEAWALL_LAB_KEYSTONE`` (the identity URL) and ``SEAWALL_LAB_TENANTS``:
-``user:password:project[:domain],user:password:project[:domain]`` for two projects.
+Against the lab (``SEAWALL_LAB_CLOUD`` and ``SEAWALL_LAB_CLOUDS_YAML`` set by
+``lab/openstack/ci.sh``) the test makes two projects with one member user each through
+the lab's admin account. Against another Keystone, set ``SEAWALL_LAB_KEYSTONE`` (the
+identity URL) and ``SEAWALL_LAB_TENANTS``:
+``user:password:project[:domain],user:password:project[:domain]``.
 """
 
 from __future__ import annotations
@@ -40,12 +43,50 @@ def keystone_token(url: str, user: str, password: str, project: str, domain: str
     return r.headers["X-Subject-Token"]
 
 
-def test_keystone_projects_are_isolated(seawall_env: Any, tmp_path: Path) -> None:
+def lab_tenants() -> tuple[str, list[list[str]]]:
+    """The identity URL and two (user, password, project, domain) with member roles."""
     url = os.environ.get("SEAWALL_LAB_KEYSTONE")
     tenants = os.environ.get("SEAWALL_LAB_TENANTS")
-    if not url or not tenants:
-        pytest.skip("SEAWALL_LAB_KEYSTONE and SEAWALL_LAB_TENANTS are not set (seawall lab up)")
-    creds = [[*t.split(":"), "Default"][:4] for t in tenants.split(",")][:2]
+    if url and tenants:
+        return url, [[*t.split(":"), "Default"][:4] for t in tenants.split(",")][:2]
+    cloud, clouds_yaml = (
+        os.environ.get("SEAWALL_LAB_CLOUD"),
+        os.environ.get("SEAWALL_LAB_CLOUDS_YAML"),
+    )
+    if not cloud or not clouds_yaml:
+        pytest.skip("no Keystone: set SEAWALL_LAB_CLOUD(S_YAML) (seawall lab up) or _KEYSTONE")
+    import openstack
+    import openstack.config
+
+    config = openstack.config.OpenStackConfig(config_files=[clouds_yaml])
+    conn = openstack.connection.Connection(config=config.get_one(cloud=cloud))
+    try:
+        identity = conn.identity
+        member = identity.find_role("member", ignore_missing=False)
+        creds = []
+        for i in (1, 2):
+            name, password = f"seawall-tenant-{i}", f"tenant-{i}-secret"
+            project = identity.find_project(name, domain_id="default") or (
+                identity.create_project(name=name, domain_id="default")
+            )
+            user = identity.find_user(name, domain_id="default")
+            if user is None:
+                user = identity.create_user(
+                    name=name, password=password, domain_id="default",
+                    default_project_id=project.id,
+                )  # fmt: skip
+            else:
+                identity.update_user(user, password=password)
+            identity.assign_project_role_to_user(project, user, member)
+            creds.append([name, password, name, "Default"])
+        url = conn.session.get_endpoint(service_type="identity", interface="public")
+    finally:
+        conn.close()
+    return str(url), creds
+
+
+def test_keystone_projects_are_isolated(seawall_env: Any, tmp_path: Path) -> None:
+    url, creds = lab_tenants()
     tokens = [keystone_token(url, *c) for c in creds]
     projects = [c[2] for c in creds]
     svc = Service(tmp_path / "home")

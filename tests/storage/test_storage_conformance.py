@@ -25,7 +25,17 @@ from seawall.storage.wrappers import (
 )
 
 Pair = tuple[StorageBackend, StorageBackend]
-CASES = ["memory", "local", "s3", "retrying", "ratelimited", "readonly", "faulty", "retry-faulty"]
+CASES = [
+    "memory",
+    "local",
+    "s3",
+    pytest.param("rgw", marks=pytest.mark.lab),  # Ceph RGW of the OpenStack lab: real S3
+    "retrying",
+    "ratelimited",
+    "readonly",
+    "faulty",
+    "retry-faulty",
+]
 
 
 @pytest.fixture(params=CASES)
@@ -43,6 +53,10 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
         options = request.getfixturevalue("s3_options")
         s3 = open_storage(f"s3://{bucket}/some/prefix", options)
         yield s3, s3
+    elif kind == "rgw":
+        bucket, options = request.getfixturevalue("rgw_a")
+        rgw = open_storage(f"s3://{bucket}/some/prefix", options)
+        yield rgw, rgw
     elif kind == "retrying":
         r = Retrying(MemoryStorage(), sleep=no_sleep)
         yield r, r
