@@ -4,11 +4,17 @@ Every command is a thin shell over :class:`seawall.service.Service`: parse, call
 Errors come back as :class:`~seawall.errors.SeawallError` subclasses and leave through
 :func:`main` as one line on stderr and the class's exit code. ``--json`` prints machine
 output; long operations show live step progress on a terminal.
+
+With ``--url`` (or ``SEAWALL_URL``) the commands in :data:`REMOTE` run against a
+running ``seawall serve`` through :class:`seawall.cli_remote.Remote` instead of the local
+state directory, with the same output and exit codes; every other command is refused
+there, before it does anything.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -31,9 +37,10 @@ from rich.table import Table
 
 from seawall import __version__
 from seawall.errors import InvalidInput, SeawallError
-from seawall.model import Run, RunState, Selector, dump
+from seawall.model import Run, RunState, Selector, Step, dump
 
 if TYPE_CHECKING:
+    from seawall.cli_remote import Remote
     from seawall.service import Service
 
 
@@ -49,14 +56,39 @@ console = Console(stderr=True)
 out = Console()
 
 
+#: The commands that also work against a server (``--url``); the rest need the state
+#: directory and are refused with ``--url`` (:class:`Root`).
+REMOTE = frozenset(
+    {
+        "site list",
+        "policy list",
+        "workload list",
+        "workload show",
+        "checkpoint list",
+        "run list",
+        "run show",
+        "run cancel",
+        "protect",
+        "failover",
+        "drill",
+        "migrate",
+    }
+)
+
+
 class Ctx:
-    def __init__(self, home: str | None, as_json: bool) -> None:
+    """What a command works on: the local :class:`Service`, or a server (``remote``)."""
+
+    def __init__(self, home: str | None, as_json: bool, remote: Remote | None = None) -> None:
         self.home = home
         self.as_json = as_json
+        self.remote = remote
         self._service: Service | None = None
 
     @property
     def service(self) -> Service:
+        if self.remote is not None:  # Root refuses such commands first; a safety net
+            raise InvalidInput("this command is local-only; run it without --url")
         if self._service is None:
             from seawall.service import Service
 
@@ -66,6 +98,8 @@ class Ctx:
     def close(self) -> None:
         if self._service is not None:
             self._service.close()
+        if self.remote is not None:
+            self.remote.close()
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -125,18 +159,16 @@ GLYPH = {
 }
 
 
-def steps_table(service: Service, run_id: str, *, only_active: bool = False) -> Table:
-    run = service.get_run(run_id)
+def steps_table(run: Run, steps: list[Step], *, only_active: bool = False) -> Table:
     table = Table(title=f"{run.kind.value} {run.workload} — {run.state.value}", expand=False)
     table.add_column("step")
     table.add_column("state")
     table.add_column("progress", justify="right")
     table.add_column("detail", overflow="fold", max_width=60)
-    steps = service.steps(run_id)
     if only_active and len(steps) > 14:
         active = [s for s in steps if s.state.value in ("running", "failed", "reverting")]
+        table.caption = f"{len(steps)} steps so far"
         steps = (active or steps[-3:])[-10:]
-        table.caption = f"{len(service.steps(run_id))} steps so far"
     for s in steps:
         bar = "█" * int(s.progress * 10) + "░" * (10 - int(s.progress * 10))
         table.add_row(
@@ -166,8 +198,9 @@ class Watcher:
         with Live(console=console, refresh_per_second=4, transient=True) as live:
             while not self._stop.is_set():
                 try:
-                    live.update(steps_table(service, run_id, only_active=True))
-                    if service.get_run(run_id).state not in (
+                    run = service.get_run(run_id)
+                    live.update(steps_table(run, service.steps(run_id), only_active=True))
+                    if run.state not in (
                         RunState.RUNNING,
                         RunState.PENDING,
                         RunState.CANCELLING,
@@ -194,9 +227,9 @@ def watching(ctx: Ctx) -> Iterator[None]:
         watcher.stop()
 
 
-def report_run(ctx: Ctx, run: Run) -> None:
+def report_run(ctx: Ctx, run: Run, steps: list[Step]) -> None:
     data = dump(run)
-    data["steps"] = [dump(s) for s in ctx.service.steps(run.id)]
+    data["steps"] = [dump(s) for s in steps]
 
     def human() -> None:
         colour = {"succeeded": "green", "partially_failed": "yellow"}.get(run.state.value, "red")
@@ -224,11 +257,38 @@ def report_run(ctx: Ctx, run: Run) -> None:
         raise SystemExit(1 if run.state is not RunState.PARTIALLY_FAILED else 3)
 
 
-def run_operation(ctx: Ctx, fn: Callable[[], Run]) -> None:
+def run_operation(
+    ctx: Ctx, operation: str, workload: str, fn: Callable[[], Run], **options: str | None
+) -> None:
+    """Run an operation here (``fn``), or start it on the server and follow it there."""
+    if ctx.remote is not None:
+        started = ctx.remote.start(operation, workload, **options)
+        report_run(ctx, *follow_remote(ctx, ctx.remote, started))
+        return
     ctx.service.resume_unfinished()
     with watching(ctx):
         run = fn()
-    report_run(ctx, run)
+    report_run(ctx, run, ctx.service.steps(run.id))
+
+
+def follow_remote(ctx: Ctx, remote: Remote, run: Run) -> tuple[Run, list[Step]]:
+    """Wait for a run on the server, showing its steps as :class:`Watcher` does here."""
+    try:
+        if ctx.as_json or not console.is_terminal:
+            console.print(f"run {run.id} started")
+            return remote.wait_for_run(run.id)
+        with Live(console=console, refresh_per_second=4, transient=True) as live:
+            return remote.wait_for_run(
+                run.id, lambda r, steps: live.update(steps_table(r, steps, only_active=True))
+            )
+    except KeyboardInterrupt:
+        console.print(
+            f"run {run.id} goes on at {remote.url}; "
+            f"`seawall --url {remote.url} run cancel {run.id}` stops it",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise
 
 
 # --------------------------------------------------------------------------------------
@@ -236,14 +296,58 @@ def run_operation(ctx: Ctx, fn: Callable[[], Run]) -> None:
 # --------------------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Root(click.Group):
+    """The ``seawall`` group: with ``--url``, a command outside :data:`REMOTE` is refused
+    before anything runs (one line, exit 2)."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if ctx.params.get("url") and cmd is not None and not {"-h", "--help"} & set(rest):
+            words, leaf = [name or cmd.name or ""], cmd
+            for arg in rest:  # down to the leaf: `repo init`, `site add`
+                if not isinstance(leaf, click.Group) or (sub := leaf.get_command(ctx, arg)) is None:
+                    break
+                words.append(arg)
+                leaf = sub
+            path = " ".join(words)
+            if not isinstance(leaf, click.Group) and path not in REMOTE:
+                raise InvalidInput(
+                    f"`seawall {path}` is local-only: it works on this machine's state "
+                    "directory, not through a seawall server; run it without --url "
+                    "(and SEAWALL_URL)"
+                )
+        return name, cmd, rest
+
+
+@click.group(cls=Root, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", envvar="SEAWALL_HOME", help="State directory (default ~/.seawall).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--url",
+    envvar="SEAWALL_URL",
+    help="Client mode: run the command on the seawall server at this URL (`seawall serve`) "
+    "instead of the local state directory.",
+)
+@click.option(
+    "--token",
+    envvar="SEAWALL_TOKEN",
+    help="API token for --url (local or Keystone). Default: $SEAWALL_TOKEN, else $OS_AUTH_TOKEN.",
+)
 @click.version_option(__version__, prog_name="seawall")
 @click.pass_context
-def cli(click_ctx: click.Context, home: str | None, as_json: bool) -> None:
+def cli(
+    click_ctx: click.Context, home: str | None, as_json: bool, url: str | None, token: str | None
+) -> None:
     """seawall — disaster recovery for OpenStack workloads."""
-    ctx = Ctx(home, as_json)
+    remote = None
+    if url:
+        from seawall.cli_remote import Remote
+
+        os_token = None if token else os.environ.get("OS_AUTH_TOKEN")
+        remote = Remote(url, token=token, auth_token=os_token)
+    ctx = Ctx(home, as_json, remote)
     click_ctx.obj = ctx
     click_ctx.call_on_close(ctx.close)
 
@@ -317,15 +421,17 @@ def site_add(
 @pass_ctx
 def site_list(ctx: Ctx) -> None:
     """List sites."""
-    sites = ctx.service.list_sites()
+    # a server does not disclose a site's parameters or repository
+    sites = ctx.remote.sites() if ctx.remote else [dump(s) for s in ctx.service.list_sites()]
+    columns = ("name", "driver") if ctx.remote else ("name", "driver", "repository")
 
     def human() -> None:
-        t = Table("name", "driver", "repository")
+        t = Table(*columns)
         for s in sites:
-            t.add_row(s.name, s.driver, s.repository)
+            t.add_row(*(s[c] for c in columns))
         out.print(t)
 
-    emit(ctx, [dump(s) for s in sites], human)
+    emit(ctx, sites, human)
 
 
 @site.command("remove")
@@ -421,22 +527,22 @@ def parse_rate(text: str) -> int:
 @pass_ctx
 def policy_list(ctx: Ctx) -> None:
     """List policies."""
-    items = ctx.service.list_policies()
+    items = ctx.remote.policies() if ctx.remote else [dump(p) for p in ctx.service.list_policies()]
 
     def human() -> None:
         t = Table("name", "rpo", "rto", "consistency", "retention")
         for p in items:
-            r = p.retention
+            r = p["retention"]
             t.add_row(
-                p.name,
-                f"{p.rpo_seconds}s",
-                f"{p.rto_target_seconds}s",
-                p.consistency.value,
-                f"last={r.last} h={r.hourly} d={r.daily} w={r.weekly} m={r.monthly}",
+                p["name"],
+                f"{p['rpo_seconds']}s",
+                f"{p['rto_target_seconds']}s",
+                p["consistency"],
+                f"last={r['last']} h={r['hourly']} d={r['daily']} w={r['weekly']} m={r['monthly']}",
             )
         out.print(t)
 
-    emit(ctx, [dump(p) for p in items], human)
+    emit(ctx, items, human)
 
 
 @policy.command("show")
@@ -486,10 +592,15 @@ def workload_create(
 @pass_ctx
 def workload_list(ctx: Ctx) -> None:
     """List workloads with their newest checkpoint and achieved RPO."""
-    rows = []
-    for w in ctx.service.list_workloads():
-        rpo = ctx.service.achieved_rpo(w.name)
-        rows.append({**dump(w), "achieved_rpo_seconds": rpo})
+    if ctx.remote:
+        from seawall.cli_remote import workload_row
+
+        rows = [workload_row(w) for w in ctx.remote.workloads()]
+    else:
+        rows = [
+            {**dump(w), "achieved_rpo_seconds": ctx.service.achieved_rpo(w.name)}
+            for w in ctx.service.list_workloads()
+        ]
 
     def human() -> None:
         t = Table("name", "site", "targets", "policy", "achieved RPO")
@@ -512,6 +623,9 @@ def workload_list(ctx: Ctx) -> None:
 @pass_ctx
 def workload_show(ctx: Ctx, name: str) -> None:
     """Show a workload and its resolved resource graph."""
+    if ctx.remote:
+        workload_show_remote(ctx, ctx.remote, name)
+        return
     w = ctx.service.get_workload(name)
     graph = ctx.service.resolve(w)
     data = {
@@ -532,6 +646,33 @@ def workload_show(ctx: Ctx, name: str) -> None:
             )
             t.add_row(r.kind.value, r.name, r.id[:12], deps)
         out.print(t)
+
+    emit(ctx, data, human)
+
+
+def workload_show_remote(ctx: Ctx, remote: Remote, name: str) -> None:
+    """A server does not resolve graphs on request: the workload and its RPO status."""
+    data = remote.workload(name)
+
+    def human() -> None:
+        out.print(
+            f"[bold]{data['name']}[/bold] on {data['site']} → "
+            f"{', '.join(data['targets']) or '-'} (policy {data['policy']})"
+        )
+        rpo = data.get("rpo")
+        if rpo:
+            achieved = rpo["achieved_rpo_seconds"]
+            newest = rpo["newest_checkpoint_at"]
+            t = Table("RPO", "achieved", "compliant", "recovery site", "newest checkpoint")
+            t.add_row(
+                "-" if rpo["rpo_seconds"] is None else f"{rpo['rpo_seconds']}s",
+                "-" if achieved is None else f"{achieved:.0f}s",
+                {True: "yes", False: "NO"}.get(rpo["compliant"], "-"),
+                rpo["recovery_site"],
+                "-" if newest is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(newest)),
+            )
+            out.print(t)
+        out.print("(the resource graph is shown in local mode only)", style="dim")
 
     emit(ctx, data, human)
 
@@ -591,7 +732,7 @@ def plan_show(
 @pass_ctx
 def protect(ctx: Ctx, workload_name: str) -> None:
     """Take a checkpoint now and replicate it to the workload's targets."""
-    run_operation(ctx, lambda: ctx.service.protect(workload_name))
+    run_operation(ctx, "protect", workload_name, lambda: ctx.service.protect(workload_name))
 
 
 @cli.command()
@@ -602,7 +743,12 @@ def protect(ctx: Ctx, workload_name: str) -> None:
 def failover(ctx: Ctx, workload_name: str, checkpoint_id: str | None, target: str | None) -> None:
     """Recover at the target site (unplanned: the primary is lost)."""
     run_operation(
-        ctx, lambda: ctx.service.failover(workload_name, checkpoint_id=checkpoint_id, target=target)
+        ctx,
+        "failover",
+        workload_name,
+        lambda: ctx.service.failover(workload_name, checkpoint_id=checkpoint_id, target=target),
+        checkpoint_id=checkpoint_id,
+        target=target,
     )
 
 
@@ -612,7 +758,13 @@ def failover(ctx: Ctx, workload_name: str, checkpoint_id: str | None, target: st
 @pass_ctx
 def migrate(ctx: Ctx, workload_name: str, target: str | None) -> None:
     """Planned migration: fence, final checkpoint, recover with zero data loss."""
-    run_operation(ctx, lambda: ctx.service.migrate(workload_name, target=target))
+    run_operation(
+        ctx,
+        "migrate",
+        workload_name,
+        lambda: ctx.service.migrate(workload_name, target=target),
+        target=target,
+    )
 
 
 @cli.command()
@@ -623,7 +775,12 @@ def migrate(ctx: Ctx, workload_name: str, target: str | None) -> None:
 def drill(ctx: Ctx, workload_name: str, checkpoint_id: str | None, target: str | None) -> None:
     """Test recovery in an isolated bubble, verify it, then remove every trace."""
     run_operation(
-        ctx, lambda: ctx.service.drill(workload_name, checkpoint_id=checkpoint_id, target=target)
+        ctx,
+        "drill",
+        workload_name,
+        lambda: ctx.service.drill(workload_name, checkpoint_id=checkpoint_id, target=target),
+        checkpoint_id=checkpoint_id,
+        target=target,
     )
 
 
@@ -632,7 +789,7 @@ def drill(ctx: Ctx, workload_name: str, checkpoint_id: str | None, target: str |
 @pass_ctx
 def reprotect(ctx: Ctx, workload_name: str) -> None:
     """After a failover: protect the recovered copy back towards the old primary."""
-    run_operation(ctx, lambda: ctx.service.reprotect(workload_name))
+    run_operation(ctx, "reprotect", workload_name, lambda: ctx.service.reprotect(workload_name))
 
 
 @cli.command()
@@ -640,7 +797,7 @@ def reprotect(ctx: Ctx, workload_name: str) -> None:
 @pass_ctx
 def failback(ctx: Ctx, workload_name: str) -> None:
     """After reprotect: planned migration back to the original site."""
-    run_operation(ctx, lambda: ctx.service.failback(workload_name))
+    run_operation(ctx, "failback", workload_name, lambda: ctx.service.failback(workload_name))
 
 
 # -- checkpoints -----------------------------------------------------------------------
@@ -657,6 +814,15 @@ def checkpoint() -> None:
 @pass_ctx
 def checkpoint_list(ctx: Ctx, workload_name: str | None, site_name: str | None) -> None:
     """List checkpoints, newest first."""
+    if ctx.remote:
+        if site_name:
+            raise InvalidInput(
+                "reads the site's repository from this machine; it is local-only "
+                "(run without --url, or leave out --site)",
+                field="--site",
+            )
+        checkpoint_table(ctx, ctx.remote.checkpoint_rows(workload_name))
+        return
     cps = (
         ctx.service.catalogue(site_name, workload_name)
         if site_name
@@ -676,7 +842,10 @@ def checkpoint_list(ctx: Ctx, workload_name: str | None, site_name: str | None) 
         }
         for c in cps
     ]
+    checkpoint_table(ctx, rows)
 
+
+def checkpoint_table(ctx: Ctx, rows: list[dict[str, Any]]) -> None:
     def human() -> None:
         t = Table("id", "workload", "created", "volumes", "consistency", "read", "stored", "copies")
         for r in rows:
@@ -739,7 +908,7 @@ def run() -> None:
 @pass_ctx
 def run_list(ctx: Ctx, workload_name: str | None) -> None:
     """List runs, newest first."""
-    runs = ctx.service.list_runs(workload_name)
+    runs = ctx.remote.runs(workload_name) if ctx.remote else ctx.service.list_runs(workload_name)
 
     def human() -> None:
         t = Table("id", "kind", "workload", "state", "started", "error")
@@ -762,9 +931,12 @@ def run_list(ctx: Ctx, workload_name: str | None) -> None:
 @pass_ctx
 def run_show(ctx: Ctx, run_id: str) -> None:
     """Show a run with its steps."""
-    r = ctx.service.get_run(run_id)
-    data = {**dump(r), "steps": [dump(s) for s in ctx.service.steps(run_id)]}
-    emit(ctx, data, lambda: out.print(steps_table(ctx.service, run_id)))
+    if ctx.remote:
+        r, steps = ctx.remote.run(run_id)
+    else:
+        r, steps = ctx.service.get_run(run_id), ctx.service.steps(run_id)
+    data = {**dump(r), "steps": [dump(s) for s in steps]}
+    emit(ctx, data, lambda: out.print(steps_table(r, steps)))
 
 
 @run.command("cancel")
@@ -772,7 +944,7 @@ def run_show(ctx: Ctx, run_id: str) -> None:
 @pass_ctx
 def run_cancel(ctx: Ctx, run_id: str) -> None:
     """Cancel a run; it stops at the next step boundary and reverts."""
-    r = ctx.service.cancel(run_id)
+    r = ctx.remote.cancel(run_id) if ctx.remote else ctx.service.cancel(run_id)
     emit(ctx, dump(r), lambda: out.print(f"run {run_id}: {r.state.value}"))
 
 
