@@ -44,6 +44,19 @@ def covers(extents: list[Extent], writes: list[tuple[int, int]]) -> bool:
     )
 
 
+def ssh_public_key(comment: str) -> str:
+    """A real OpenSSH public key: Nova computes its fingerprint and refuses made-up ones."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate().public_key()
+    raw = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return f"{raw.decode()} {comment}"
+
+
+PUBLIC_KEY = ssh_public_key("seawall-test")
+
+
 def exact(harness: Harness) -> bool:
     return harness.name == "sim"
 
@@ -76,7 +89,7 @@ def prerequisites(
         refs = {"network": (net.id,), "subnet": (sub.id,), "security_groups": (sg.id,)}
         return {"fixed_ips": ["10.22.0.10"]}, refs
     if kind is K.KEYPAIR:
-        return {"public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA seawall-test"}, {}
+        return {"public_key": PUBLIC_KEY}, {}
     if kind is K.FLAVOR:
         return {"vcpus": 2, "ram_mb": 1024, "disk_gb": 5, "extra_specs": {"hw:cpu": "x"}}, {}
     if kind is K.IMAGE:
@@ -94,7 +107,7 @@ def prerequisites(
         port = h.make(K.PORT, "pre-sport", refs={"network": (net.id,)})
         vol = h.make(K.VOLUME, "pre-svol", {"size": 65536})
         group = h.make(K.SERVER_GROUP, "pre-group", {"policies": ["affinity"]})
-        key = h.make(K.KEYPAIR, "pre-key", {"public_key": "ssh-ed25519 AAAA k"})
+        key = h.make(K.KEYPAIR, "pre-key", {"public_key": PUBLIC_KEY})
         refs = {
             "flavor": (flavor.id,),
             "ports": (port.id,),
@@ -104,7 +117,9 @@ def prerequisites(
         }
         return {"hostname": "srv", "metadata": {"role": "x"}}, refs
     if kind is K.FLOATING_IP:
-        net, _ = h.network("pre-fnet", "10.24.0.0/24")
+        # a floating IP needs a route from the port's subnet to the external network
+        net, sub = h.network("pre-fnet", "10.24.0.0/24")
+        h.make(K.ROUTER, "pre-frouter", {"external_gateway": True}, {"subnets": (sub.id,)})
         port = h.make(K.PORT, "pre-fport", refs={"network": (net.id,)})
         return {}, {"port": (port.id,)}
     raise AssertionError(kind)

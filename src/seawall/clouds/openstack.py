@@ -224,6 +224,11 @@ class OpenStackDriver:
         # deleted elsewhere fails at the RBD call with NotFound.
         self._volume_sizes: dict[str, int] = {}
         self._snapshots: dict[str, tuple[str, int]] = {}
+        #: seconds spent inside cloud API calls and waiting for the cloud (status polls,
+        #: retry back-off), summed over threads: what a run's wall time owes to the cloud
+        self.cloud_seconds = 0.0
+        self._clock = threading.local()
+        self._clock_lock = threading.Lock()
 
     # -- connection and errors ------------------------------------------------------------
 
@@ -256,12 +261,29 @@ class OpenStackDriver:
     @contextlib.contextmanager
     def _api(self, what: str) -> Iterator[None]:
         """Map SDK and transport errors onto seawall's tree, naming ``what`` was asked."""
+        depth = getattr(self._clock, "depth", 0)
+        self._clock.depth = depth + 1
+        t0 = time.monotonic()
         try:
             yield
         except SeawallError:
             raise
         except Exception as exc:
             raise self._translate(exc, what) from None
+        finally:
+            self._clock.depth = depth
+            if depth == 0:  # nested calls are already inside the outer one's time
+                self._count_cloud(time.monotonic() - t0)
+
+    def _count_cloud(self, seconds: float) -> None:
+        with self._clock_lock:
+            self.cloud_seconds += seconds
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep while the cloud works (a poll interval or a back-off), counted as its time."""
+        if seconds > 0:
+            time.sleep(seconds)
+            self._count_cloud(seconds)
 
     def _translate(self, exc: BaseException, what: str) -> SeawallError:
         from keystoneauth1 import exceptions as ka
@@ -324,7 +346,7 @@ class OpenStackDriver:
             except TransientError:
                 if attempt == retries:
                     raise
-                time.sleep(delay)
+                self._wait(delay)
                 delay *= 2
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -628,6 +650,8 @@ class OpenStackDriver:
 
         out = []
         for s in ctx.servers:
+            if s.status == "DELETED":  # gone; Nova lists it until its row is purged
+                continue
             try:
                 out.append(self._server(s, ctx))
             except os_exc.NotFoundException:
@@ -682,6 +706,8 @@ class OpenStackDriver:
                     return self._volume(v, types)
                 if k is K.SERVER:
                     s = c.compute.get_server(i)
+                    if s.status == "DELETED":  # Nova shows it until its row is purged
+                        return None
                     return self._server(s, _Context(self, servers=[s]))
         except NotFound:
             return None
@@ -1162,7 +1188,7 @@ class OpenStackDriver:
             status = server.attrs.get("status") if server else None
             if status != "BUILD" or time.monotonic() > deadline:
                 return server_id
-            time.sleep(1)
+            self._wait(1)
 
     # -- delete ---------------------------------------------------------------------------
 
@@ -1268,7 +1294,7 @@ class OpenStackDriver:
                     f"{ref.kind.value} {found.name} ({ref.id}) did not reach status {want} "
                     f"within {timeout:g}s (last seen: {last})"
                 )
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            self._wait(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 1.5, 2.0)
 
     # -- volumes and snapshots ------------------------------------------------------------
@@ -1320,7 +1346,7 @@ class OpenStackDriver:
                 raise PermanentError(f"snapshot {snap.id} of volume {volume_id} failed (error)")
             if time.monotonic() > deadline:
                 raise StepTimeout(f"snapshot {snap.id} not available after {self.timeout:g}s")
-            time.sleep(0.5)
+            self._wait(0.5)
 
     def list_snapshots(self, volume_id: str) -> list[SnapshotInfo]:
         snaps = self._call(
@@ -1344,7 +1370,7 @@ class OpenStackDriver:
         while self._get_snapshot(snapshot_id) is not None:
             if time.monotonic() > deadline:
                 raise StepTimeout(f"snapshot {snapshot_id} not deleted after {self.timeout:g}s")
-            time.sleep(0.5)
+            self._wait(0.5)
         self._generic_cache.pop(snapshot_id, Path("/nonexistent")).unlink(missing_ok=True)
 
     def _get_snapshot(self, snapshot_id: str) -> Any:
