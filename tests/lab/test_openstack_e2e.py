@@ -13,43 +13,23 @@ sites are up (``SEAWALL_LAB_ROOT``, default /opt/seawall-lab).
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from seawall.clouds import CloudDriver, ResourceSpec
+from seawall.errors import PreflightFailed
 from seawall.model import ResourceKind, Run, RunState, Selector
 from seawall.service import Service
 
+from .conftest import pattern
+
 K = ResourceKind
 MiB = 1 << 20
-ROOT = Path(os.environ.get("SEAWALL_LAB_ROOT", "/opt/seawall-lab"))
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(3600)]
-
-
-def site_params(name: str) -> dict[str, str]:
-    site = ROOT / "sites" / name
-    return {
-        "cloud": f"seawall-lab-{name}",
-        "clouds_yaml": str(site / "clouds.yaml"),
-        "ceph_conf": str(site / "etc" / "ceph" / "ceph.conf"),
-    }
-
-
-def pattern(seed: str, n: int) -> bytes:
-    out = bytearray()
-    h = seed.encode()
-    while len(out) < n:
-        h = hashlib.sha256(h).digest()
-        out += h
-    return bytes(out[:n])
 
 
 def public_key() -> str:
@@ -65,50 +45,39 @@ def public_key() -> str:
 
 
 class Timings:
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, float, str]] = []
+    """Per phase: wall time, the part spent in cloud API calls and waiting on the cloud
+    (summed over threads, from the drivers' ``cloud_seconds``), and seawall's own CPU
+    (process CPU time: planning, the engine, hashing, sealing, RBD and HTTP clients)."""
+
+    def __init__(self, *drivers: CloudDriver) -> None:
+        self.drivers = drivers
+        self.rows: list[tuple[str, float, float, float, str]] = []
+
+    def cloud(self) -> float:
+        return sum(float(getattr(d, "cloud_seconds", 0.0)) for d in self.drivers)
 
     def run(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        t = time.monotonic()
+        t, c, cpu = time.monotonic(), self.cloud(), time.process_time()
         result = fn(*args, **kwargs)
-        took = time.monotonic() - t
+        took, cloud = time.monotonic() - t, self.cloud() - c
+        own = time.process_time() - cpu
         extra = ""
         if isinstance(result, Run):
             extra = f"{result.state.value}"
             assert result.state is RunState.SUCCEEDED, f"{name}: {result.error}"
-        self.rows.append((name, took, extra))
-        print(f"[e2e] {name:28s} {took:7.1f}s {extra}", flush=True)
+        self.rows.append((name, took, cloud, own, extra))
+        print(f"[e2e] {name:28s} {took:7.1f}s  cloud {cloud:7.1f}s  seawall cpu {own:6.1f}s"
+              f" {extra}", flush=True)  # fmt: skip
         return result
 
     def report(self) -> None:
-        print("\n[e2e] phase timings")
-        for name, took, extra in self.rows:
-            print(f"[e2e]   {name:28s} {took:7.1f}s {extra}")
-        print(f"[e2e]   {'total':28s} {sum(t for _, t, _ in self.rows):7.1f}s")
-
-
-@pytest.fixture
-def lab_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
-    if not os.environ.get("SEAWALL_LAB_CLOUD"):
-        pytest.skip("set SEAWALL_LAB_CLOUD (as lab/openstack/ci.sh does) to run against the lab")
-    for name in ("a", "b"):
-        if not (ROOT / "sites" / name / "clouds.yaml").exists():
-            pytest.skip(f"lab site {name} is not up (seawall lab up --site {name})")
-    pytest.importorskip("rbd")
-    pp = tmp_path / "passphrase"
-    pp.write_text(secrets.token_urlsafe(24))
-    monkeypatch.setenv("SEAWALL_PASSPHRASE_FILE", str(pp))
-    monkeypatch.delenv("SEAWALL_PASSPHRASE", raising=False)
-    monkeypatch.setenv("SEAWALL_KDF", "fast")
-    svc = Service(tmp_path / "home")
-    svc.add_site("site-a", "openstack", site_params("a"), str(tmp_path / "repos/a"),
-                 init_repository=True)  # fmt: skip
-    svc.add_site("site-b", "openstack", site_params("b"), str(tmp_path / "repos/b"),
-                 init_repository=True, key_from="site-a")  # fmt: skip
-    try:
-        yield svc
-    finally:
-        svc.close()
+        print("\n[e2e] phase timings: wall, time in cloud API calls and waits (summed over")
+        print("[e2e] threads, so it can exceed wall), seawall's own CPU")
+        for name, took, cloud, own, extra in self.rows:
+            print(f"[e2e]   {name:28s} {took:7.1f}s  cloud {cloud:7.1f}s  cpu {own:6.1f}s {extra}")
+        total = [sum(r[i] for r in self.rows) for i in (1, 2, 3)]
+        print(f"[e2e]   {'total':28s} {total[0]:7.1f}s  cloud {total[1]:7.1f}s"
+              f"  cpu {total[2]:6.1f}s")  # fmt: skip
 
 
 def by_name(driver: CloudDriver, kind: ResourceKind) -> dict[str, Any]:
@@ -247,22 +216,53 @@ def check_recovered(src: CloudDriver, dst: CloudDriver, marker: str, prefix: str
         assert flavor.attrs[attr] == want[attr], attr
 
 
+def preflight_refusals(svc: Service, b: CloudDriver, marker: str, plan: Any) -> None:
+    """A mapping to a network and a flavor B does not have, and B's server quota one short:
+    the failover is refused before anything is created, naming every problem."""
+    conn = b.conn  # the lab's admin account may change its project's quotas
+    project = conn.current_project_id
+    before = inventory(b)
+    saved = conn.compute.get_quota_set(project).instances
+    used = conn.compute.get_limits().absolute.instances_used
+    mappings = {"network": {f"{marker}-front": "no-such-net"},
+                "flavor": {f"{marker}-small": "no-such-flavor"}}  # fmt: skip
+    svc.set_plan(plan("site-b", mappings=mappings))
+    try:
+        conn.compute.update_quota_set(project, instances=used + 2, force=True)
+        with pytest.raises(PreflightFailed) as refused:
+            svc.failover(marker, target="site-b")
+    finally:
+        conn.compute.update_quota_set(project, instances=saved, force=True)
+        svc.set_plan(plan("site-b"))
+    text = str(refused.value)
+    print(f"[e2e] refused: {text}")
+    assert "no network named 'no-such-net'" in text
+    assert "no flavor named 'no-such-flavor'" in text
+    assert "needs 3 servers, only 2 left" in text
+    assert inventory(b) == before, "a refused failover created something"
+
+
 @pytest.mark.lab
 def test_protect_failover_drill_reprotect_failback(lab_service: Service) -> None:
     svc = lab_service
     a, b = svc.driver("site-a"), svc.driver("site-b")
     marker = f"e2e{uuid.uuid4().hex[:6]}"
-    t = Timings()
+    t = Timings(a, b)
     try:
         w = t.run("build workload on A", build, a, marker)
         svc.create_workload(marker, "site-a", Selector.parse(f"tag:app={marker}"), "gold",
                             ["site-b"])  # fmt: skip
-        for target in ("site-a", "site-b"):
-            svc.set_plan({
+
+        def plan(target: str, **extra: Any) -> dict[str, Any]:
+            return {
                 "workload": marker, "target": target,
                 "boot_groups": [{"name": "data", "servers": [f"{marker}-db"]},
                                 {"name": "front", "servers": [f"{marker}-app", f"{marker}-web"]}],
-            })  # fmt: skip
+                **extra,
+            }  # fmt: skip
+
+        for target in ("site-a", "site-b"):
+            svc.set_plan(plan(target))
         full = t.run("protect (full)", svc.protect, marker)
         vols = {v.volume_id: v for v in svc.get_checkpoint(full.result["checkpoint"]["id"]).volumes}
         for name, vol in w["volumes"].items():
@@ -282,6 +282,7 @@ def test_protect_failover_drill_reprotect_failback(lab_service: Service) -> None
         assert read[w["volumes"]["app-data"].id] == 0
         assert read[w["volumes"]["boot"].id] == 0
 
+        t.run("preflight refusals on B", preflight_refusals, svc, b, marker, plan)
         t.run("failover to B", svc.failover, marker, target="site-b")
         t.run("check B", check_recovered, a, b, marker)
         vb = by_name(b, K.VOLUME)
