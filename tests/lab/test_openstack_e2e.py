@@ -264,7 +264,12 @@ def test_protect_failover_drill_reprotect_failback(lab_service: Service) -> None
         for target in ("site-a", "site-b"):
             svc.set_plan(plan(target))
         full = t.run("protect (full)", svc.protect, marker)
-        vols = {v.volume_id: v for v in svc.get_checkpoint(full.result["checkpoint"]["id"]).volumes}
+        first = svc.get_checkpoint(full.result["checkpoint"]["id"])
+        vols = {v.volume_id: v for v in first.volumes}
+        # the project is captured too: who holds which role, and its quota limits
+        (project,) = first.graph.of_kind(K.PROJECT)
+        assert {"user": "admin", "role": "admin"} in project.attrs["role_assignments"]
+        assert set(project.attrs["quotas"]) >= {"servers", "cores", "ram_mb", "volumes"}
         for name, vol in w["volumes"].items():
             ref = vols[vol.id]
             assert ref.size == vol.attrs["size"], name

@@ -29,6 +29,12 @@ keypair             no metadata: the tags (zlib + base64url) end the public key'
 server group        no metadata: the tags are packed into the name, after `` sw ``
 ==================  ==================================================================
 
+Projects: a discovered graph includes the project the credentials are scoped to, with
+its record, its role assignments (user or group, role; when the credentials may list
+them) and its quota limits, so a checkpoint says who held what where. Recovery never
+creates a project: its create step resolves to the target site's own scoped project,
+and a delete of a project is a no-op.
+
 Data paths (:meth:`capabilities`): ``cbt`` when librbd (Debian ``python3-rbd``) and the
 site's ``ceph_conf`` are available: extents come from ``diff_iterate`` between the RBD
 snapshots that back Cinder snapshots (``volumes/volume-<id>@snapshot-<id>``), reads and
@@ -189,6 +195,11 @@ def _bool(value: Any) -> bool:
 # --------------------------------------------------------------------------------------
 # Error mapping
 # --------------------------------------------------------------------------------------
+
+
+def _limit(value: Any) -> int:
+    """A quota limit as an int; -1 (unlimited) when the cloud reports none."""
+    return -1 if value is None else int(value)
 
 
 def _status_of(exc: BaseException) -> int | None:
@@ -758,10 +769,55 @@ class OpenStackDriver:
                     todo.append(r.ref)
                 if r.kind is K.FLOATING_IP and chosen.intersection(r.refs.get("port", ())):
                     todo.append(r.ref)
-        resources = sorted(
-            (by_ref[ref] for ref in chosen), key=lambda r: (_KIND_ORDER[r.kind], r.name, r.id)
-        )
+        picked = [by_ref[ref] for ref in chosen]
+        if picked:
+            picked.append(self._project_resource(details=True))
+        resources = sorted(picked, key=lambda r: (_KIND_ORDER[r.kind], r.name, r.id))
         return ResourceGraph(tuple(resources))
+
+    def _project_resource(self, *, details: bool) -> Resource:
+        """The project the workload lives in. With ``details``: its record, who holds which
+        role in it (when the credentials may list role assignments: an operator can re-grant
+        them at the recovery site) and its quota limits (what the copy will need there)."""
+        c, pid = self.conn, self.project_id
+        auth = dict(getattr(c, "auth", None) or {})
+        name = str(auth.get("project_name") or pid)
+        attrs: dict[str, Any] = {}
+        if not details:
+            return Resource(K.PROJECT, pid, name, attrs)
+        with contextlib.suppress(NotFound, PermanentError):  # members may not read it
+            with self._api("reading the project"):
+                p = c.identity.get_project(pid)
+            name = str(p.name or name)
+            attrs.update(
+                domain_id=str(p.domain_id or ""),
+                description=str(p.description or ""),
+                enabled=bool(p.is_enabled),
+            )
+        with contextlib.suppress(NotFound, PermanentError):  # needs an admin or a reader
+            with self._api("listing the project's role assignments"):
+                rows = list(c.identity.role_assignments(scope_project_id=pid, include_names=True))
+            grants = set()
+            for row in rows:
+                who = row.user or row.group or {}
+                what = "user" if row.user else "group"
+                role = (row.role or {}).get("name") or (row.role or {}).get("id", "")
+                grants.add((what, str(who.get("name") or who.get("id", "")), str(role)))
+            attrs["role_assignments"] = [
+                {what: who, "role": role} for what, who, role in sorted(grants)
+            ]
+        with contextlib.suppress(NotFound, PermanentError):
+            with self._api("reading quota limits"):
+                compute = c.compute.get_limits().absolute
+                volume = c.block_storage.get_limits().absolute
+            attrs["quotas"] = {
+                "servers": _limit(compute.instances),
+                "cores": _limit(compute.total_cores),
+                "ram_mb": _limit(compute.total_ram),
+                "volumes": _limit(volume.max_total_volumes),
+                "volume_gigabytes": _limit(volume.max_total_volume_gigabytes),
+            }
+        return Resource(K.PROJECT, pid, name, attrs)
 
     # -- quotas ---------------------------------------------------------------------------
 
@@ -793,7 +849,9 @@ class OpenStackDriver:
         """Find-or-create by ``spec.key``; volumes are returned once available."""
         kind = ResourceKind(spec.kind)
         if kind is K.PROJECT:
-            raise PermanentError("projects are the operator's: map the project instead")
+            # projects are the operator's: a workload is recovered into the project this
+            # site's credentials are scoped to, never into a new one
+            return self._project_resource(details=False)
         if not spec.name:
             raise InvalidInput("is required", field=f"{kind.value}.name")
         if not spec.key:
