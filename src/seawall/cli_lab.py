@@ -25,7 +25,7 @@ site_option = click.option(
 root_option = click.option(
     "--root",
     type=click.Path(path_type=Path),
-    default=lab.DEFAULT_ROOT,
+    default=Path("/opt/seawall-lab"),  # not lab.DEFAULT_ROOT: help must not show the env
     show_default=True,
     envvar="SEAWALL_LAB_ROOT",
     help="Where the lab keeps its venv, data, logs and pid files.",
