@@ -174,11 +174,15 @@ def test_a_tenant_sees_only_its_projects_workloads(world: World) -> None:
         lambda: world.remote("beta", "workload", "show", "shop"),
         lambda: world.remote("beta", "drill", "shop"),
     )
+    reprotect, failback = side_by_side(
+        lambda: world.remote("beta", "reprotect", "shop"),
+        lambda: world.remote("beta", "failback", "shop"),
+    )
     assert [w["name"] for w in ok(alpha)] == ["shop"]
     assert [(w["name"], w["project"]) for w in ok(beta)] == [("ledger", "beta")]
     assert ok(beta_cps) == [] and ok(beta_runs) == []
     # another project's workload is "not found", exactly like a missing one
-    for r in (show, drill):
+    for r in (show, drill, reprotect, failback):  # the server answered: not local-only
         error_line(r, errors.NotFound.exit_code, "workload 'shop' not found")
     protect = ok(alpha_runs)[-1]["id"]
     error_line(world.remote("beta", "run", "show", protect), errors.NotFound.exit_code, protect)

@@ -72,6 +72,8 @@ REMOTE = frozenset(
         "failover",
         "drill",
         "migrate",
+        "reprotect",
+        "failback",
     }
 )
 
