@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import http.server
 import itertools
+import json
 import os
 import pwd
 import shutil
@@ -28,6 +30,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -475,8 +478,9 @@ def rgw_credentials(site: str = "a") -> dict[str, str]:
     """The lab's Ceph RGW endpoint and keys (``seawall lab up`` writes ``rgw.json``)."""
     import json
 
-    root = Path(os.environ.get("SEAWALL_LAB_ROOT", "/opt/seawall-lab"))
-    path = root / "sites" / site / "rgw.json"
+    from seawall.lab import DEFAULT_ROOT
+
+    path = DEFAULT_ROOT / "sites" / site / "rgw.json"
     if not os.environ.get("SEAWALL_LAB_CLOUD") or not path.exists():
         pytest.skip(f"no lab RGW: {path} missing or SEAWALL_LAB_CLOUD unset (seawall lab up)")
     creds: dict[str, str] = json.loads(path.read_text())
@@ -515,3 +519,44 @@ def rgw_a() -> tuple[str, dict[str, str]]:
 def rgw_b() -> tuple[str, dict[str, str]]:
     """A fresh bucket on lab site b's RGW and its storage options (skips without the lab)."""
     return make_rgw_bucket("b")
+
+
+class Hook:
+    """A local webhook receiver recording what it was sent; fails the first ``fail`` posts
+    with 503 (to test retry)."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.fail = fail
+        hook = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if hook.fail > 0:
+                    hook.fail -= 1
+                    self.send_response(503)
+                else:
+                    hook.received.append(json.loads(body))
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[str]:
+        return [r["event"] for r in self.received]
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    h = Hook()
+    yield h
+    h.close()

@@ -7,11 +7,7 @@ several-minute acceptance run) are in ``tests/api/test_serve.py``.
 from __future__ import annotations
 
 import calendar
-import http.server
-import json
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -98,47 +94,14 @@ def test_drill_schedule() -> None:
 # -- webhook ----------------------------------------------------------------------------
 
 
-class Hook:
-    """A local HTTP receiver; fails the first ``fail`` posts with 503 (to test retry)."""
-
-    def __init__(self, fail: int = 0) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.fail = fail
-        hook = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if hook.fail > 0:
-                    hook.fail -= 1
-                    self.send_response(503)
-                else:
-                    hook.received.append(json.loads(body))
-                    self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self) -> list[str]:
-        return [r["event"] for r in self.received]
-
-    def close(self) -> None:
-        self.server.shutdown()
-
-
 @pytest.fixture
-def hook() -> Iterator[Hook]:
-    h = Hook(fail=2)
-    yield h
-    h.close()
+def hook(hook: Any) -> Any:
+    """The shared receiver of tests/conftest.py, failing its first two posts."""
+    hook.fail = 2
+    return hook
 
 
-def test_webhook_retries_until_delivered(hook: Hook) -> None:
+def test_webhook_retries_until_delivered(hook: Any) -> None:
     wh = Webhook(hook.url, attempts=4, backoff=0.05)
     wh.send({"event": "test"})
     wh.close(timeout=10)
@@ -156,7 +119,7 @@ def wait_for(pred: Any, timeout: float = 60) -> None:
 
 
 @pytest.mark.slow
-def test_tick_protects_when_due_and_watches_the_rpo(shop: Any, hook: Hook) -> None:
+def test_tick_protects_when_due_and_watches_the_rpo(shop: Any, hook: Any) -> None:
     svc = shop.svc
     hook.fail = 0
     skew = [0.0]
