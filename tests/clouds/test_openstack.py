@@ -32,10 +32,11 @@ from seawall.errors import (
     SiteUnavailable,
     TransientError,
 )
+from seawall.lab import DEFAULT_ROOT
 from seawall.model import ResourceKind, Site
 
 K = ResourceKind
-LAB = Path(os.environ.get("SEAWALL_LAB_ROOT", "/opt/seawall-lab")) / "sites" / "a"
+LAB = DEFAULT_ROOT / "sites" / "a"
 
 
 def driver(**params: str) -> OpenStackDriver:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from seawall.lab import DEFAULT_ROOT
 from seawall.service import Service
 
-ROOT = Path(os.environ.get("SEAWALL_LAB_ROOT", "/opt/seawall-lab"))
+ROOT = DEFAULT_ROOT  #: SEAWALL_LAB_ROOT, as `seawall lab` reads it
 
 
 def site_params(name: str) -> dict[str, str]:
