@@ -369,13 +369,13 @@ def steps_by_name(plan: FlowPlan) -> dict[str, Any]:
 
 def test_protect_full_and_incremental() -> None:
     full = steps_by_name(protect())
-    assert full["upload-volume:db-data"].args["base_image"] == ""
-    assert full["upload-volume:db-data"].args["base_snapshot"] == ""
+    assert full["upload-volume:db-data"].args.base_image == ""
+    assert full["upload-volume:db-data"].args.base_snapshot == ""
     incr = steps_by_name(protect(previous=checkpoint()))
     args = incr["upload-volume:db-data"].args
-    assert args["base_image"] == "img-volume-db-data"
-    assert args["base_snapshot"] == "snap-volume-db-data"
-    commit = incr["commit-checkpoint:cp-2"].args["checkpoint"]
+    assert args.base_image == "img-volume-db-data"
+    assert args.base_snapshot == "snap-volume-db-data"
+    commit = incr["commit-checkpoint:cp-2"].args.checkpoint
     assert commit["parent"] == "cp-1" and commit["diff"] == {"added": [], "removed": []}
 
 
@@ -392,19 +392,19 @@ def test_protect_full_data_path_never_uses_a_change_base() -> None:
     )
     for s in plan.steps():
         if s.task == "UploadVolume":
-            assert s.args["base_image"] and s.args["base_snapshot"] == ""
+            assert s.args.base_image and s.args.base_snapshot == ""
 
 
 def test_protect_records_a_server_that_joined_since_the_previous_checkpoint() -> None:
     plan = protect(previous=checkpoint(), graph=fixed_graph(with_cache=True))
     steps = steps_by_name(plan)
-    diff = steps["commit-checkpoint:cp-2"].args["checkpoint"]["diff"]
+    diff = steps["commit-checkpoint:cp-2"].args.checkpoint["diff"]
     assert {"kind": "server", "id": "server-cache"} in diff["added"]
     assert {"kind": "volume", "id": "volume-cache-boot"} in diff["added"]
     assert diff["removed"] == []
     # the new volume is read in full, the old ones incrementally
-    assert steps["upload-volume:cache-boot"].args["base_image"] == ""
-    assert steps["upload-volume:db-boot"].args["base_image"] == "img-volume-db-boot"
+    assert steps["upload-volume:cache-boot"].args.base_image == ""
+    assert steps["upload-volume:db-boot"].args.base_image == "img-volume-db-boot"
 
 
 def test_protect_quiesces_only_what_the_hooks_name() -> None:
@@ -437,10 +437,10 @@ def test_protect_replicates_to_each_target_once() -> None:
         created_at=T0,
         previous=None,
     )
-    reps = [s.args["target"] for s in plan.steps() if s.task == "ReplicateCheckpoint"]
+    reps = [s.args.target for s in plan.steps() if s.task == "ReplicateCheckpoint"]
     assert reps == ["b", "a2", "c"]  # never its own site, each once
     retention = next(s for s in plan.steps() if s.task == "ApplyRetention")
-    assert retention.args["sites"] == ["a", "b", "a2", "c"]
+    assert list(retention.args.sites) == ["a", "b", "a2", "c"]
 
 
 # --------------------------------------------------------------------------------------
@@ -454,14 +454,14 @@ def test_drill_isolates_its_networks_and_drops_floating_ips() -> None:
     assert creates
     prefix = "drill-abcdef-"
     for s in creates:
-        if s.args["kind"] != "project":
-            assert s.args["name"].startswith(prefix), s.name
-        assert set(s.args["tags"]) == {"seawall:run", "seawall:workload"}  # no app=shop
-        assert s.args["kind"] != "floating_ip"
-        if s.args["kind"] == "network":
-            assert s.args["attrs"]["isolated"] is True and s.args["attrs"]["external"] is False
-        if s.args["kind"] == "router":
-            assert s.args["attrs"]["external_gateway"] is False
+        if s.args.kind != "project":
+            assert s.args.name.startswith(prefix), s.name
+        assert set(s.args.tags) == {"seawall:run", "seawall:workload"}  # no app=shop
+        assert s.args.kind != "floating_ip"
+        if s.args.kind == "network":
+            assert s.args.attrs["isolated"] is True and s.args.attrs["external"] is False
+        if s.args.kind == "router":
+            assert s.args.attrs["external_gateway"] is False
     # a network mapping onto production is never used by a drill: it gets its own copy
     assert not [s for s in plan.steps() if s.task == "MapResource" and "network" in s.name]
     assert "create-network:back" in plan.step_names()
@@ -469,9 +469,9 @@ def test_drill_isolates_its_networks_and_drops_floating_ips() -> None:
     # checks and verification are recorded (not raised), then everything is removed
     for s in plan.steps():
         if s.task in ("CheckHealth", "VerifyVolume", "RunScript"):
-            assert s.args["record"] is True, s.name
+            assert s.args.record is True, s.name
         if s.task == "VerifyVolume":
-            assert s.args["keep_base"] is False
+            assert s.args.keep_base is False
     last = plan.stages[-1]
     assert last.name == "cleanup" and [s.task for s in last.steps] == ["CleanupDrill"]
     cleanup = last.steps[0]
@@ -481,25 +481,26 @@ def test_drill_isolates_its_networks_and_drops_floating_ips() -> None:
 def test_failover_maps_keeps_tags_and_adds_floating_ips_last() -> None:
     plan = recover(RecoverMode.FAILOVER)
     steps = steps_by_name(plan)
-    assert steps["map-network:back"].args == {"site": "b", "kind": "network", "name": "prod-back"}
+    mapped = dump(steps["map-network:back"].args)
+    assert mapped == {"site": "b", "kind": "network", "name": "prod-back"}
     assert steps["map-flavor:m1.small"].provides == "id:flavor/flavor-m1.small"
     web = steps["create-server:web"]
-    assert web.args["name"] == "web" and web.args["tags"]["app"] == "shop"
-    assert "seawall:key" not in web.args["tags"]  # bookkeeping of the source is dropped
-    assert web.args["tags"]["seawall:run"] == RUN
-    assert "status" not in web.args["attrs"] and "access_address" not in web.args["attrs"]
-    vol = steps["create-volume:db-data"].args["attrs"]
+    assert web.args.name == "web" and web.args.tags["app"] == "shop"
+    assert "seawall:key" not in web.args.tags  # bookkeeping of the source is dropped
+    assert web.args.tags["seawall:run"] == RUN
+    assert "status" not in web.args.attrs and "access_address" not in web.args.attrs
+    vol = steps["create-volume:db-data"].args.attrs
     assert vol["availability_zone"] == "az9"
-    assert steps["create-volume:db-boot"].args["attrs"]["volume_type"] == "fast"
-    port = steps["create-port:db-port"].args["attrs"]
+    assert steps["create-volume:db-boot"].args.attrs["volume_type"] == "fast"
+    port = steps["create-port:db-port"].args.attrs
     assert port["fixed_ips"] == ["10.0.2.10"]
     names = [s.name for s in plan.stages[-2].steps]
     assert plan.stages[-2].name == "floating-ips" and names == ["create-floating_ip:web-fip"]
     for s in plan.steps():
         if s.task in ("CheckHealth", "VerifyVolume", "RunScript"):
-            assert s.args["record"] is False, s.name
+            assert s.args.record is False, s.name
         if s.task == "VerifyVolume":
-            assert s.args["keep_base"] is True
+            assert s.args.keep_base is True
 
 
 def test_recovered_volumes_are_created_blank_and_filled_from_the_checkpoint() -> None:
@@ -507,15 +508,15 @@ def test_recovered_volumes_are_created_blank_and_filled_from_the_checkpoint() ->
     for mode in RecoverMode:
         steps = steps_by_name(recover(mode))
         create = steps["create-volume:db-boot"]
-        assert "image" not in create.args["refs"] and create.requires == ()
+        assert "image" not in create.args.refs and create.requires == ()
         assert steps["restore-volume:db-boot"].requires == ("id:volume/volume-db-boot",)
-        assert create.args["attrs"]["size"] == 1 << 20
+        assert create.args.attrs["size"] == 1 << 20
 
 
 def test_dhcp_ip_policy_drops_fixed_addresses() -> None:
     plan = RecoveryPlan("shop", "b", Mappings(ip_policy=IpPolicy.DHCP))
     steps = steps_by_name(recover(RecoverMode.FAILOVER, plan))
-    attrs = steps["create-port:db-port"].args["attrs"]
+    attrs = steps["create-port:db-port"].args.attrs
     assert "fixed_ips" not in attrs and "mac_address" not in attrs
 
 
@@ -567,10 +568,10 @@ def test_migrate_fences_then_takes_a_final_checkpoint_then_recovers() -> None:
     assert [s.name for s in first.steps] == ["fence-server:db", "fence-server:web"]
     steps = steps_by_name(plan)
     assert not [n for n in steps if "freeze" in n or "thaw" in n]  # powered off already
-    assert [s.args["target"] for s in plan.steps() if s.task == "ReplicateCheckpoint"] == ["b"]
+    assert [s.args.target for s in plan.steps() if s.task == "ReplicateCheckpoint"] == ["b"]
     assert steps["check-site:b"].requires == ("final-checkpoint",)
-    assert steps["restore-volume:db-data"].args["checkpoint_id"] == "cp-final"
-    assert steps["final-upload-volume:db-data"].args["base_image"] == "img-volume-db-data"
+    assert steps["restore-volume:db-data"].args.checkpoint_id == "cp-final"
+    assert steps["final-upload-volume:db-data"].args.base_image == "img-volume-db-data"
     assert plan.title.startswith("migrate shop to b")
     assert migrate(RunKind.FAILBACK).kind is RunKind.FAILBACK
 
@@ -798,14 +799,14 @@ def test_random_recovery_plans_are_well_formed(
     by_kind = {k: 0 for k in ResourceKind}
     for s in flow.steps():
         if s.task in ("CreateResource", "MapResource"):
-            by_kind[ResourceKind(s.args["kind"])] += 1
+            by_kind[ResourceKind(s.args.kind)] += 1
     for k in ResourceKind:
         want = len(cp.graph.of_kind(k))
         if k is K.FLOATING_IP and mode is RecoverMode.DRILL:
             want = 0
         assert by_kind[k] == want, k  # every resource exactly once
-    servers = [s for s in flow.steps() if s.task == "CreateResource" and s.args["kind"] == "server"]
-    order = [plan.group_of(cp.graph.get(ref(K.SERVER, s.args["source_id"])).name) for s in servers]
+    servers = [s for s in flow.steps() if s.task == "CreateResource" and s.args.kind == "server"]
+    order = [plan.group_of(cp.graph.get(ref(K.SERVER, s.args.source_id)).name) for s in servers]
     assert order == sorted(order)  # boot groups in order
     if mode is RecoverMode.DRILL:
         assert flow.stages[-1].name == "cleanup"
@@ -822,12 +823,12 @@ def test_random_protect_plans_are_well_formed(
     uploads = [s for s in flow.steps() if s.task == "UploadVolume"]
     assert len(uploads) == len(cp.graph.of_kind(K.VOLUME))
     commit = next(s for s in flow.steps() if s.task == "CommitCheckpoint")
-    diff = commit.args["checkpoint"]["diff"]
+    diff = commit.args.checkpoint["diff"]
     if previous is not None:
         assert diff == dump(previous.graph.diff(cp.graph))
     for u in uploads:
-        has_base = previous is not None and previous.graph.find(ref(K.VOLUME, u.args["volume_id"]))
-        assert bool(u.args["base_image"]) == bool(has_base)
+        has_base = previous is not None and previous.graph.find(ref(K.VOLUME, u.args.volume_id))
+        assert bool(u.args.base_image) == bool(has_base)
 
 
 @pytest.mark.parametrize("name", sorted(PLANS))

@@ -11,9 +11,10 @@ The flow factory :func:`build_flow` is importable by name and takes only the pla
 JSON-able dict, so the same flows can be posted to a TaskFlow jobboard and run by
 conductors on other hosts, unchanged.
 
-Tasks reach sites, repositories and the state database through a :class:`Runtime` the
-service installs once per process (:func:`install_runtime`); they never hold live
-objects in their persisted arguments.
+Tasks reach sites, repositories and the state database through the
+:class:`~seawall.orchestrate.runtime.Runtime` the service installs once per process
+(``seawall.orchestrate.runtime``, which this module re-exports ``install_runtime`` from);
+they never hold live objects in their persisted arguments.
 """
 
 from __future__ import annotations
@@ -23,56 +24,25 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from taskflow import engines
 from taskflow import exceptions as tf_exc
 from taskflow.patterns import linear_flow, unordered_flow
 from taskflow.persistence import backends, models
 
+from seawall import procfs
 from seawall.errors import Conflict, NotFound
 from seawall.orchestrate.plans import FlowPlan, plan_from_dict
-
-if TYPE_CHECKING:
-    from seawall.clouds import CloudDriver
-    from seawall.db import StateStore
-    from seawall.model import Site
-    from seawall.repo import Repository
+from seawall.orchestrate.runtime import install_runtime as install_runtime
+from seawall.orchestrate.runtime import runtime as runtime
+from seawall.orchestrate.tasks import CATALOGUE
 
 FACTORY = "seawall.orchestrate.engine.build_flow"
 
 
-class Runtime(Protocol):
-    """What tasks need from their process: the journal, drivers and repositories."""
-
-    @property
-    def db(self) -> StateStore: ...
-
-    def site(self, name: str) -> Site: ...
-
-    def driver(self, site: str) -> CloudDriver: ...
-
-    def repository(self, site: str) -> Repository: ...
-
-
-_runtime: Runtime | None = None
-
-
-def install_runtime(runtime: Runtime) -> None:
-    global _runtime
-    _runtime = runtime
-
-
-def runtime() -> Runtime:
-    if _runtime is None:
-        raise RuntimeError("no seawall runtime installed in this process")
-    return _runtime
-
-
 def build_flow(plan: dict[str, Any]) -> linear_flow.Flow:
     """The TaskFlow flow of a plan (the factory persisted with every run)."""
-    from seawall.orchestrate.tasks import CATALOGUE
-
     fp = plan_from_dict(plan)
     root = linear_flow.Flow(fp.run_id)
     for stage in fp.stages:
@@ -83,27 +53,28 @@ def build_flow(plan: dict[str, Any]) -> linear_flow.Flow:
     return root
 
 
-def _process_start(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
+def _start_of(pid: int) -> str:
+    """The process's kernel start time as persisted in owner records: a decimal string
+    ('' when the process is gone), the format every stored record already has."""
+    start = procfs.start_time(pid)
+    return "" if start is None else str(start)
 
 
 def owner() -> dict[str, Any]:
     """Who runs a run: enough to tell later whether that process still lives."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "start": _process_start(pid)}
+    return {"host": socket.gethostname(), "pid": pid, "start": _start_of(pid)}
 
 
 def owner_alive(info: dict[str, Any]) -> bool:
+    """Whether the process named by an owner record still runs (same pid, same start)."""
     if info.get("host") != socket.gethostname():
         return True  # another host's conductor; its claim decides (jobboard mode)
     pid = int(info.get("pid", 0))
     if pid <= 0:
         return False
-    return _process_start(pid) == info.get("start") and _process_start(pid) != ""
+    start = _start_of(pid)
+    return start != "" and start == str(info.get("start", ""))
 
 
 class Runner:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from seawall.model import (
@@ -24,6 +24,7 @@ from seawall.model import (
     HealthCheck,
     IpPolicy,
     Policy,
+    QuiesceHook,
     RecoveryPlan,
     Resource,
     ResourceGraph,
@@ -33,21 +34,67 @@ from seawall.model import (
     Workload,
     dump,
 )
+from seawall.orchestrate.steps import (
+    ApplyRetentionArgs,
+    CheckHealthArgs,
+    CheckRecoveryArgs,
+    CheckSiteArgs,
+    CleanupDrillArgs,
+    CommitCheckpointArgs,
+    CreateResourceArgs,
+    ExpireSnapshotsArgs,
+    FenceServerArgs,
+    FreezeServerArgs,
+    MapResourceArgs,
+    ReplicateCheckpointArgs,
+    RestoreImageArgs,
+    RestoreVolumeArgs,
+    RunScriptArgs,
+    SnapshotVolumeArgs,
+    StepArgs,
+    ThawServerArgs,
+    UploadImageArgs,
+    UploadVolumeArgs,
+    VerifyVolumeArgs,
+    WaitServerArgs,
+    args_from_dict,
+)
+from seawall.orchestrate.steps import id_symbol as id_symbol
 
 K = ResourceKind
 
 
 @dataclass(frozen=True)
 class StepSpec:
-    """One coarse unit of work (one resource, one volume), named ``verb-noun:subject``."""
+    """One coarse unit of work (one resource, one volume), named ``verb-noun:subject``.
+
+    ``task`` always equals ``args.TASK`` (build specs with :func:`step`); it is kept as a
+    field because the plan's JSON names every step's task.
+    """
 
     name: str
     task: str  #: class name in the task catalogue (seawall.orchestrate.tasks)
-    args: Mapping[str, Any] = field(default_factory=dict)
+    args: StepArgs
     provides: str = ""
     requires: tuple[str, ...] = ()
     retries: int = 2  #: attempts after a transient error, with exponential backoff
     timeout: int = 900  #: seconds; enforced by the step's own waits
+
+    def __post_init__(self) -> None:
+        if self.task != self.args.TASK:
+            raise ValueError(f"step {self.name}: task {self.task} takes {self.args.TASK}'s args")
+
+
+def step(
+    name: str,
+    args: StepArgs,
+    *,
+    provides: str = "",
+    requires: tuple[str, ...] = (),
+    timeout: int = 900,
+) -> StepSpec:
+    """A step of the task that takes ``args``."""
+    return StepSpec(name, args.TASK, args, provides=provides, requires=requires, timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -86,7 +133,7 @@ def plan_from_dict(data: Mapping[str, Any]) -> FlowPlan:
                 StepSpec(
                     name=s["name"],
                     task=s["task"],
-                    args=s["args"],
+                    args=args_from_dict(s["task"], s["args"]),
                     provides=s["provides"],
                     requires=tuple(s["requires"]),
                     retries=s["retries"],
@@ -98,10 +145,6 @@ def plan_from_dict(data: Mapping[str, Any]) -> FlowPlan:
         for st in data["stages"]
     )
     return FlowPlan(data["run_id"], RunKind(data["kind"]), data["title"], stages)
-
-
-def id_symbol(ref: ResourceRef) -> str:
-    return f"id:{ref.kind.value}/{ref.id}"
 
 
 def resource_key(run_id: str, ref: ResourceRef) -> str:
@@ -136,10 +179,10 @@ def _stages(*stages: Stage | None) -> tuple[Stage, ...]:
 # --------------------------------------------------------------------------------------
 
 
-def _hooks_for(policy: Policy, server: Resource) -> list[dict[str, Any]]:
+def _hooks_for(policy: Policy, server: Resource) -> tuple[QuiesceHook, ...]:
     if policy.consistency is not Consistency.APPLICATION:
-        return []
-    return [dump(h) for h in policy.quiesce if not h.servers or server.name in h.servers]
+        return ()
+    return tuple(h for h in policy.quiesce if not h.servers or server.name in h.servers)
 
 
 def protect_stages(
@@ -171,30 +214,27 @@ def protect_stages(
     quiesced = [(s, _hooks_for(policy, s)) for s in servers]
     quiesced = [(s, h) for s, h in quiesced if h and quiesce]
 
-    check = StepSpec(f"{p}check-site:{site}", "CheckSite", {"site": site})
+    check = step(f"{p}check-site:{site}", CheckSiteArgs(site))
     freeze = [
-        StepSpec(
+        step(
             f"{p}freeze-server:{label[s.ref]}",
-            "FreezeServer",
-            {"site": site, "server": dump(s), "hooks": hooks, "run_id": run_id},
+            FreezeServerArgs(site, s, hooks),
             provides=f"{p}frozen:{s.id}",
         )
         for s, hooks in quiesced
     ]
     snapshots = [
-        StepSpec(
+        step(
             f"{p}snapshot-volume:{label[v.ref]}",
-            "SnapshotVolume",
-            {"site": site, "volume_id": v.id, "key": f"{run_id}/{p}snap/{v.id}"},
+            SnapshotVolumeArgs(site, v.id, f"{run_id}/{p}snap/{v.id}"),
             provides=f"{p}snapshot:{v.id}",
         )
         for v in volumes
     ]
     thaw = [
-        StepSpec(
+        step(
             f"{p}thaw-server:{label[s.ref]}",
-            "ThawServer",
-            {"site": site, "server": dump(s), "hooks": hooks},
+            ThawServerArgs(site, s, hooks),
             requires=tuple(f"{p}snapshot:{v.id}" for v in volumes),
         )
         for s, hooks in quiesced
@@ -209,38 +249,34 @@ def protect_stages(
             except KeyError:
                 pass
         uploads.append(
-            StepSpec(
+            step(
                 f"{p}upload-volume:{label[v.ref]}",
-                "UploadVolume",
-                {
-                    "site": site,
-                    "volume_id": v.id,
-                    "name": f"{workload.name}/{label[v.ref]}",
-                    "base_image": base_image,
-                    "base_snapshot": base_snapshot if policy.data_path != "full" else "",
-                    "run_id": run_id,
-                },
+                UploadVolumeArgs(
+                    site=site,
+                    volume_id=v.id,
+                    name=f"{workload.name}/{label[v.ref]}",
+                    base_image=base_image,
+                    base_snapshot=base_snapshot if policy.data_path != "full" else "",
+                ),
                 requires=(f"{p}snapshot:{v.id}",),
                 provides=f"{p}image:{v.id}",
                 timeout=6 * 3600,
             )
         )
     image_uploads = [
-        StepSpec(
+        step(
             f"{p}upload-image:{label[i.ref]}",
-            "UploadImage",
-            {"site": site, "image": dump(i)},
+            UploadImageArgs(site, i),
             provides=f"{p}stream:{i.id}",
         )
         for i in images
     ]
     diff = previous.graph.diff(graph) if previous is not None else None
-    commit = StepSpec(
+    commit = step(
         f"{p}commit-checkpoint:{checkpoint_id}",
-        "CommitCheckpoint",
-        {
-            "site": site,
-            "checkpoint": {
+        CommitCheckpointArgs(
+            site=site,
+            checkpoint={
                 "id": checkpoint_id,
                 "workload": workload.name,
                 "site": site,
@@ -250,12 +286,11 @@ def protect_stages(
                 "parent": previous.id if previous else "",
                 "diff": dump(diff) if diff else {"added": [], "removed": []},
             },
-            "project": workload.project,
-            "run_id": run_id,
-            "volume_symbols": {v.id: f"{p}image:{v.id}" for v in volumes},
-            "image_symbols": {i.id: f"{p}stream:{i.id}" for i in images},
-            "frozen_symbols": [f"{p}frozen:{s.id}" for s, _ in quiesced],
-        },
+            project=workload.project,
+            volume_symbols={v.id: f"{p}image:{v.id}" for v in volumes},
+            image_symbols={i.id: f"{p}stream:{i.id}" for i in images},
+            frozen_symbols=tuple(f"{p}frozen:{s.id}" for s, _ in quiesced),
+        ),
         requires=tuple(
             [f"{p}image:{v.id}" for v in volumes]
             + [f"{p}stream:{i.id}" for i in images]
@@ -264,16 +299,11 @@ def protect_stages(
         provides=f"{p}checkpoint",
     )
     replicate = [
-        StepSpec(
+        step(
             f"{p}replicate-checkpoint:{t}",
-            "ReplicateCheckpoint",
-            {
-                "source": site,
-                "target": t,
-                "checkpoint_id": checkpoint_id,
-                "bandwidth": dump(policy.bandwidth),
-                "run_id": run_id,
-            },
+            ReplicateCheckpointArgs(
+                source=site, target=t, checkpoint_id=checkpoint_id, bandwidth=policy.bandwidth
+            ),
             requires=(f"{p}checkpoint",),
             timeout=12 * 3600,
         )
@@ -321,25 +351,23 @@ def tidy_stage(
     p = prefix
     volumes = graph.of_kind(K.VOLUME)
     tidy = [
-        StepSpec(
+        step(
             f"{p}expire-snapshots:{workload.name}",
-            "ExpireSnapshots",
-            {
-                "site": site,
-                "volume_ids": [v.id for v in volumes],
-                "keep_keys": [f"{run_id}/{p}snap/{v.id}" for v in volumes],
-            },
+            ExpireSnapshotsArgs(
+                site=site,
+                volume_ids=tuple(v.id for v in volumes),
+                keep_keys=tuple(f"{run_id}/{p}snap/{v.id}" for v in volumes),
+            ),
             requires=(f"{p}checkpoint",),
         ),
-        StepSpec(
+        step(
             f"{p}apply-retention:{workload.name}",
-            "ApplyRetention",
-            {
-                "sites": [site, *targets],
-                "workload": workload.name,
-                "retention": dump(policy.retention),
-                "keep": checkpoint_id,
-            },
+            ApplyRetentionArgs(
+                sites=(site, *targets),
+                workload=workload.name,
+                retention=policy.retention,
+                keep=checkpoint_id,
+            ),
             requires=(f"{p}checkpoint",),
         ),
     ]
@@ -551,31 +579,28 @@ def plan_recover(
     def create(r: Resource) -> StepSpec:
         mapped = _mapped_to(plan, r, mode)
         if mapped:
-            return StepSpec(
+            return step(
                 f"map-{r.kind.value}:{label[r.ref]}",
-                "MapResource",
-                {"site": target, "kind": r.kind.value, "name": mapped},
+                MapResourceArgs(target, r.kind.value, mapped),
                 provides=id_symbol(r.ref),
             )
         refs = {
-            role: [id_symbol(x) for x in targets if graph.find(x) is not None]
+            role: tuple(id_symbol(x) for x in targets if graph.find(x) is not None)
             for role, targets in r.refs.items()
             if (r.kind, role) not in _BLANK_ROLES
         }
-        return StepSpec(
+        return step(
             f"create-{r.kind.value}:{label[r.ref]}",
-            "CreateResource",
-            {
-                "site": target,
-                "run_id": run_id,
-                "kind": r.kind.value,
-                "name": prefix + r.name if r.kind is not K.PROJECT else r.name,
-                "key": resource_key(run_id, r.ref),
-                "attrs": _spec_attrs(r, plan, mode),
-                "refs": refs,
-                "tags": tags if drill else {**_user_tags(r), **tags},
-                "source_id": r.id,
-            },
+            CreateResourceArgs(
+                site=target,
+                kind=r.kind.value,
+                name=prefix + r.name if r.kind is not K.PROJECT else r.name,
+                key=resource_key(run_id, r.ref),
+                attrs=_spec_attrs(r, plan, mode),
+                refs=refs,
+                tags=tags if drill else {**_user_tags(r), **tags},
+                source_id=r.id,
+            ),
             requires=tuple(sorted({sym for syms in refs.values() for sym in syms})),
             provides=id_symbol(r.ref),
         )
@@ -587,14 +612,9 @@ def plan_recover(
         _stage(
             "preflight",
             [
-                StepSpec(
+                step(
                     f"check-site:{target}",
-                    "CheckRecovery",
-                    {
-                        "site": target,
-                        "repository_site": repository_site,
-                        "checkpoint_id": checkpoint.id,
-                    },
+                    CheckRecoveryArgs(target, repository_site, checkpoint.id),
                     requires=(checkpoint_symbol,) if checkpoint_symbol else (),
                 )
             ],
@@ -609,15 +629,9 @@ def plan_recover(
         image_steps.append(create(r))
         if not _mapped_to(plan, r, mode):
             image_steps.append(
-                StepSpec(
+                step(
                     f"restore-image:{label[r.ref]}",
-                    "RestoreImage",
-                    {
-                        "site": target,
-                        "repository_site": repository_site,
-                        "checkpoint_id": checkpoint.id,
-                        "source_id": r.id,
-                    },
+                    RestoreImageArgs(target, repository_site, checkpoint.id, r.id),
                     requires=(id_symbol(r.ref),),
                 )
             )
@@ -626,16 +640,9 @@ def plan_recover(
     for r in by_kind[K.VOLUME]:
         volume_steps.append(create(r))
         volume_steps.append(
-            StepSpec(
+            step(
                 f"restore-volume:{label[r.ref]}",
-                "RestoreVolume",
-                {
-                    "site": target,
-                    "repository_site": repository_site,
-                    "checkpoint_id": checkpoint.id,
-                    "source_id": r.id,
-                    "run_id": run_id,
-                },
+                RestoreVolumeArgs(target, repository_site, checkpoint.id, r.id),
                 requires=(id_symbol(r.ref),),
                 provides=f"restored:{r.id}",
                 timeout=6 * 3600,
@@ -653,10 +660,9 @@ def plan_recover(
     scripts = [
         (
             _script_stage(sc.stage),
-            StepSpec(
+            step(
                 f"run-script:{i}",
-                "RunScript",
-                {"script": dump(sc), "site": target, "run_id": run_id, "record": drill},
+                RunScriptArgs(script=sc, site=target, record=drill),
                 timeout=sc.timeout_seconds + 5,
             ),
         )
@@ -677,19 +683,17 @@ def plan_recover(
         members = groups.get(gi, [])
         stages.append(_stage(f"boot:{group_name}", [create(s) for s in members], parallel=True))
         waits = [
-            StepSpec(
+            step(
                 f"wait-server:{label[s.ref]}",
-                "WaitServer",
-                {"site": target, "status": "ACTIVE"},
+                WaitServerArgs(target, "ACTIVE"),
                 requires=(id_symbol(s.ref),),
             )
             for s in members
         ]
         checks = [
-            StepSpec(
+            step(
                 check_name(hc),
-                "CheckHealth",
-                {"site": target, "check": dump(hc), "run_id": run_id, "record": drill},
+                CheckHealthArgs(site=target, check=hc, record=drill),
                 requires=(id_symbol(next(s for s in members if s.name == hc.server).ref),),
                 timeout=hc.timeout_seconds + 5,
             )
@@ -706,18 +710,16 @@ def plan_recover(
         _stage(
             "verify",
             [
-                StepSpec(
+                step(
                     f"verify-volume:{label[r.ref]}",
-                    "VerifyVolume",
-                    {
-                        "site": target,
-                        "repository_site": repository_site,
-                        "checkpoint_id": checkpoint.id,
-                        "source_id": r.id,
-                        "run_id": run_id,
-                        "keep_base": not drill,
-                        "record": drill,
-                    },
+                    VerifyVolumeArgs(
+                        site=target,
+                        repository_site=repository_site,
+                        checkpoint_id=checkpoint.id,
+                        source_id=r.id,
+                        keep_base=not drill,
+                        record=drill,
+                    ),
                     requires=(id_symbol(r.ref), f"restored:{r.id}"),
                     timeout=6 * 3600,
                 )
@@ -731,10 +733,9 @@ def plan_recover(
             _stage(
                 "cleanup",
                 [
-                    StepSpec(
+                    step(
                         f"cleanup-drill:{target}",
-                        "CleanupDrill",
-                        {"site": target, "run_id": run_id},
+                        CleanupDrillArgs(target),
                         requires=tuple(
                             [f"restored:{r.id}" for r in by_kind[K.VOLUME]]
                             + [id_symbol(s.ref) for s in servers]
@@ -757,9 +758,7 @@ def fence_stage(site: str, servers: Sequence[Resource]) -> Stage | None:
     return _stage(
         "fence",
         [
-            StepSpec(
-                f"fence-server:{label[s.ref]}", "FenceServer", {"site": site, "server_id": s.id}
-            )
+            step(f"fence-server:{label[s.ref]}", FenceServerArgs(site, s.id))
             for label in [labels(ResourceGraph(tuple(servers)))]
             for s in servers
         ],

@@ -29,7 +29,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from taskflow import task
 from taskflow.types import failure as tf_failure
@@ -45,25 +45,48 @@ from seawall.errors import (
     VerificationFailed,
 )
 from seawall.model import (
-    Bandwidth,
     CheckKind,
     Checkpoint,
     HealthCheck,
     QuiesceFailure,
-    QuiesceHook,
     Resource,
     ResourceKind,
     ResourceRef,
-    Retention,
-    Script,
     StepState,
     VolumeImageRef,
     dump,
     load,
     select_kept,
 )
-from seawall.orchestrate.engine import Runtime, runtime
 from seawall.orchestrate.plans import StepSpec
+from seawall.orchestrate.runtime import Runtime, runtime
+from seawall.orchestrate.steps import (
+    ApplyRetentionArgs,
+    CheckHealthArgs,
+    CheckRecoveryArgs,
+    CheckSiteArgs,
+    CleanupDrillArgs,
+    CommitCheckpointArgs,
+    CreateResourceArgs,
+    ExpireSnapshotsArgs,
+    FenceServerArgs,
+    FreezeServerArgs,
+    MapResourceArgs,
+    ReplicateCheckpointArgs,
+    RestoreImageArgs,
+    RestoreVolumeArgs,
+    RunScriptArgs,
+    SnapshotVolumeArgs,
+    StepArgs,
+    ThawServerArgs,
+    UploadImageArgs,
+    UploadVolumeArgs,
+    VerifyVolumeArgs,
+    WaitServerArgs,
+)
+
+A = TypeVar("A", bound=StepArgs)
+Deps = Mapping[str, Any]
 
 _BACKOFF_START = float(os.environ.get("SEAWALL_BACKOFF_START", "0.5"))
 
@@ -96,7 +119,7 @@ class SnapshotSource:
 class Context:
     """What a step sees while it runs: runtime, deadline, progress and cancellation."""
 
-    def __init__(self, task_: SeawallTask, rt: Runtime, run_id: str, deadline: float) -> None:
+    def __init__(self, task_: SeawallTask[Any], rt: Runtime, run_id: str, deadline: float) -> None:
         self._task = task_
         self.rt = rt
         self.run_id = run_id
@@ -127,28 +150,39 @@ class Context:
         self.rt.db.update_run_result(self.run_id, {key: value})
 
 
-class SeawallTask(task.Task):  # type: ignore[misc]
-    """Base of every step: journal, deadline, retries with backoff, faults, revert."""
+class SeawallTask(task.Task, Generic[A]):  # type: ignore[misc]
+    """Base of every step: journal, deadline, retries with backoff, faults, revert.
+
+    ``A`` is the step kind's argument dataclass (``seawall.orchestrate.steps``), the
+    same the planner builds; ``deps`` are the values of the symbols the step requires,
+    by symbol name.
+    """
 
     def __init__(self, spec: StepSpec, run_id: str) -> None:
         super().__init__(
             name=spec.name,
-            inject={"args": dict(spec.args), "run": run_id},
+            inject={"args": spec.args, "run": run_id},
             requires=list(spec.requires),
             provides=spec.provides or None,
         )
         self.retries = spec.retries
         self.timeout = spec.timeout
+        self._requires = tuple(spec.requires)
+
+    def requirement(self, deps: Deps) -> Any:
+        """The value of the one symbol this step requires (a step with one input)."""
+        (symbol,) = self._requires
+        return deps[symbol]
 
     # -- what subclasses write -----------------------------------------------------------
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
+    def do(self, ctx: Context, args: A, deps: Deps) -> Any:
         raise NotImplementedError
 
-    def undo(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any], result: Any) -> None:
+    def undo(self, ctx: Context, args: A, deps: Deps, result: Any) -> None:
         return None
 
     # -- TaskFlow entry points -----------------------------------------------------------
-    def execute(self, args: dict[str, Any], run: str, **deps: Any) -> Any:
+    def execute(self, args: A, run: str, **deps: Any) -> Any:
         rt = runtime()
         _fault("SEAWALL_FAULT_KILL_AT", self.name)
         ctx = Context(self, rt, run, time.monotonic() + self.timeout)
@@ -175,7 +209,7 @@ class SeawallTask(task.Task):  # type: ignore[misc]
         rt.db.set_step(run, self.name, StepState.DONE, progress=1.0, detail=_summary(result))
         return result
 
-    def revert(self, args: dict[str, Any], run: str, result: Any, **kwargs: Any) -> None:
+    def revert(self, args: A, run: str, result: Any, **kwargs: Any) -> None:
         rt = runtime()
         _fault("SEAWALL_FAULT_KILL_REVERT", self.name)
         kwargs.pop("flow_failures", None)
@@ -202,11 +236,11 @@ def _summary(result: Any) -> str:
 # --------------------------------------------------------------------------------------
 
 
-class CheckSite(SeawallTask):
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        ctx.rt.driver(args["site"]).ping()
-        ctx.rt.repository(args["site"])
-        return {"site": args["site"]}
+class CheckSite(SeawallTask[CheckSiteArgs]):
+    def do(self, ctx: Context, args: CheckSiteArgs, deps: Deps) -> Any:
+        ctx.rt.driver(args.site).ping()
+        ctx.rt.repository(args.site)
+        return {"site": args.site}
 
 
 def _agent(name: str) -> Any:
@@ -215,22 +249,21 @@ def _agent(name: str) -> Any:
     return registry().load("quiesce", name)()
 
 
-class FreezeServer(SeawallTask):
+class FreezeServer(SeawallTask[FreezeServerArgs]):
     """Quiesce a server; a failure fails the run or degrades it, as the hook says."""
 
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        driver = ctx.rt.driver(args["site"])
-        server = load(Resource, args["server"])
+    def do(self, ctx: Context, args: FreezeServerArgs, deps: Deps) -> Any:
+        driver = ctx.rt.driver(args.site)
+        server = args.server
         done: list[int] = []
-        for i, raw in enumerate(args["hooks"]):
-            hook = load(QuiesceHook, raw)
+        for i, hook in enumerate(args.hooks):
             try:
                 _agent(hook.agent).freeze(driver, server, hook)
                 done.append(i)
             except SeawallError as exc:
                 if hook.on_failure is QuiesceFailure.FAIL:
                     for j in reversed(done):
-                        h = load(QuiesceHook, args["hooks"][j])
+                        h = args.hooks[j]
                         _agent(h.agent).thaw(driver, server, h)
                     raise PermanentError(f"quiesce of {server.name} failed: {exc}") from exc
                 msg = f"quiesce of {server.name} failed ({exc}); crash-consistent"
@@ -238,15 +271,14 @@ class FreezeServer(SeawallTask):
                 return {"server": server.name, "frozen": False, "note": msg}
         return {"server": server.name, "frozen": True, "note": ""}
 
-    def undo(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any], result: Any) -> None:
+    def undo(self, ctx: Context, args: FreezeServerArgs, deps: Deps, result: Any) -> None:
         _thaw(ctx, args)
 
 
-def _thaw(ctx: Context, args: dict[str, Any]) -> None:
-    driver = ctx.rt.driver(args["site"])
-    server = load(Resource, args["server"])
-    for raw in reversed(args["hooks"]):
-        hook = load(QuiesceHook, raw)
+def _thaw(ctx: Context, args: FreezeServerArgs | ThawServerArgs) -> None:
+    driver = ctx.rt.driver(args.site)
+    server = args.server
+    for hook in reversed(args.hooks):
         try:
             _agent(hook.agent).thaw(driver, server, hook)
         except SeawallError as exc:
@@ -255,21 +287,21 @@ def _thaw(ctx: Context, args: dict[str, Any]) -> None:
             )
 
 
-class ThawServer(SeawallTask):
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
+class ThawServer(SeawallTask[ThawServerArgs]):
+    def do(self, ctx: Context, args: ThawServerArgs, deps: Deps) -> Any:
         _thaw(ctx, args)
-        return {"server": args["server"]["name"]}
+        return {"server": args.server.name}
 
 
-class SnapshotVolume(SeawallTask):
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        snap = ctx.rt.driver(args["site"]).create_snapshot(args["volume_id"], args["key"])
+class SnapshotVolume(SeawallTask[SnapshotVolumeArgs]):
+    def do(self, ctx: Context, args: SnapshotVolumeArgs, deps: Deps) -> Any:
+        snap = ctx.rt.driver(args.site).create_snapshot(args.volume_id, args.key)
         return dump(snap)
 
-    def undo(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any], result: Any) -> None:
-        driver = ctx.rt.driver(args["site"])
-        for snap in driver.list_snapshots(args["volume_id"]):
-            if snap.key == args["key"]:
+    def undo(self, ctx: Context, args: SnapshotVolumeArgs, deps: Deps, result: Any) -> None:
+        driver = ctx.rt.driver(args.site)
+        for snap in driver.list_snapshots(args.volume_id):
+            if snap.key == args.key:
                 driver.delete_snapshot(snap.id)
 
 
@@ -279,22 +311,22 @@ def _snapshot(data: Mapping[str, Any]) -> SnapshotInfo:
     )
 
 
-class UploadVolume(SeawallTask):
+class UploadVolume(SeawallTask[UploadVolumeArgs]):
     """Volume data into the repository: only changed extents when the cloud tracks them."""
 
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        (snap_raw,) = deps.values()
+    def do(self, ctx: Context, args: UploadVolumeArgs, deps: Deps) -> Any:
+        snap_raw = self.requirement(deps)
         snap = _snapshot(snap_raw)
-        driver = ctx.rt.driver(args["site"])
-        repo = ctx.rt.repository(args["site"])
-        base = args["base_image"] or None
+        driver = ctx.rt.driver(args.site)
+        repo = ctx.rt.repository(args.site)
+        base = args.base_image or None
         extents: list[tuple[int, int]] | None = None
         mode = "full"
-        if base and args["base_snapshot"]:
+        if base and args.base_snapshot:
             try:
                 extents = [
                     (e.offset, e.length)
-                    for e in driver.changed_extents(snap.id, args["base_snapshot"])
+                    for e in driver.changed_extents(snap.id, args.base_snapshot)
                 ]
                 mode = "cbt"
             except NotFound:
@@ -312,7 +344,7 @@ class UploadVolume(SeawallTask):
             except NotFound:
                 extents = None
         image = repo.write_volume(
-            args["name"],
+            args.name,
             SnapshotSource(driver, snap),
             base=base,
             extents=extents,
@@ -320,7 +352,7 @@ class UploadVolume(SeawallTask):
             cancelled=ctx.cancelled,
         )
         ref = VolumeImageRef(
-            volume_id=args["volume_id"],
+            volume_id=args.volume_id,
             image_id=image.id,
             size=image.size,
             snapshot_id=snap.id,
@@ -330,53 +362,53 @@ class UploadVolume(SeawallTask):
         return {**dump(ref), "mode": mode}
 
 
-class UploadImage(SeawallTask):
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        image = load(Resource, args["image"])
-        repo = ctx.rt.repository(args["site"])
+class UploadImage(SeawallTask[UploadImageArgs]):
+    def do(self, ctx: Context, args: UploadImageArgs, deps: Deps) -> Any:
+        image = args.image
+        repo = ctx.rt.repository(args.site)
         stream = repo.put_stream(
-            f"image/{image.name}", ctx.rt.driver(args["site"]).read_image(image.id)
+            f"image/{image.name}", ctx.rt.driver(args.site).read_image(image.id)
         )
         return {"id": stream}
 
 
-class CommitCheckpoint(SeawallTask):
+class CommitCheckpoint(SeawallTask[CommitCheckpointArgs]):
     """Write the checkpoint manifest (after its data is durable) and cache it."""
 
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        raw = dict(args["checkpoint"])
+    def do(self, ctx: Context, args: CommitCheckpointArgs, deps: Deps) -> Any:
+        raw = dict(args.checkpoint)
         volumes = [
             load(VolumeImageRef, {k: v for k, v in deps[sym].items() if k != "mode"})
-            for sym in args["volume_symbols"].values()
+            for sym in args.volume_symbols.values()
         ]
-        notes = [deps[sym]["note"] for sym in args["frozen_symbols"] if deps[sym]["note"]]
+        notes = [deps[sym]["note"] for sym in args.frozen_symbols if deps[sym]["note"]]
         raw["volumes"] = [dump(v) for v in volumes]
-        raw["images"] = {img: deps[sym]["id"] for img, sym in args["image_symbols"].items()}
+        raw["images"] = {img: deps[sym]["id"] for img, sym in args.image_symbols.items()}
         raw["notes"] = notes
         if notes:
             raw["consistency"] = "crash"
         cp = load(Checkpoint, raw)
-        repo = ctx.rt.repository(args["site"])
+        repo = ctx.rt.repository(args.site)
         refs = [v.image_id for v in volumes] + list(cp.images.values())
         repo.save_manifest(
             "checkpoint",
-            {"workload": cp.workload, "site": cp.site, "project": args["project"]},
+            {"workload": cp.workload, "site": cp.site, "project": args.project},
             dump(cp),
             id=cp.id,
             refs=refs,
         )
-        ctx.rt.db.put_checkpoint(cp, sites=[args["site"]])
+        ctx.rt.db.put_checkpoint(cp, sites=[args.site])
         bytes_read = sum(v.bytes_read for v in volumes)
         bytes_stored = sum(v.bytes_stored for v in volumes)
-        modes = {deps[s]["mode"] for s in args["volume_symbols"].values()}
+        modes = {deps[s]["mode"] for s in args.volume_symbols.values()}
         ctx.rt.db.add_usage(
-            args["project"],
+            args.project,
             "bytes_protected",
             float(sum(v.size for v in volumes)),
             workload=cp.workload,
         )
         ctx.rt.db.add_usage(
-            args["project"], "bytes_stored", float(bytes_stored), workload=cp.workload
+            args.project, "bytes_stored", float(bytes_stored), workload=cp.workload
         )
         ctx.note(
             "checkpoint",
@@ -392,29 +424,29 @@ class CommitCheckpoint(SeawallTask):
         )
         return {"id": cp.id}
 
-    def undo(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any], result: Any) -> None:
-        cid = args["checkpoint"]["id"]
-        ctx.rt.repository(args["site"]).delete_manifest(cid)
+    def undo(self, ctx: Context, args: CommitCheckpointArgs, deps: Deps, result: Any) -> None:
+        cid = args.checkpoint["id"]
+        ctx.rt.repository(args.site).delete_manifest(cid)
         with contextlib.suppress(NotFound):
             ctx.rt.db.remove_checkpoint(cid)
 
 
-class ReplicateCheckpoint(SeawallTask):
+class ReplicateCheckpoint(SeawallTask[ReplicateCheckpointArgs]):
     """Copy what the target lacks. A failure here leaves a valid local checkpoint, so it
     is recorded (event + run result) instead of reverting the checkpoint."""
 
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
+    def do(self, ctx: Context, args: ReplicateCheckpointArgs, deps: Deps) -> Any:
         from seawall.repo import sync
 
-        bw = load(Bandwidth, args["bandwidth"])
+        bw = args.bandwidth
         rate = bw.rate_at(time.gmtime().tm_hour)
         try:
-            src = ctx.rt.repository(args["source"])
-            dst = ctx.rt.repository(args["target"])
+            src = ctx.rt.repository(args.source)
+            dst = ctx.rt.repository(args.target)
             stats = sync(
                 src,
                 dst,
-                manifests=[args["checkpoint_id"]],
+                manifests=[args.checkpoint_id],
                 rate_limit=rate,
                 progress=ctx.progress,
                 cancelled=ctx.cancelled,
@@ -422,29 +454,29 @@ class ReplicateCheckpoint(SeawallTask):
         except (Cancelled, StepTimeout):
             raise
         except SeawallError as exc:
-            msg = f"replication of {args['checkpoint_id']} to {args['target']} failed: {exc}"
+            msg = f"replication of {args.checkpoint_id} to {args.target} failed: {exc}"
             ctx.rt.db.add_event("replication-failed", msg, severity="error", run_id=ctx.run_id)
-            ctx.note(f"replication:{args['target']}", {"ok": False, "error": str(exc)})
-            return {"target": args["target"], "ok": False}
-        cp = ctx.rt.db.get_checkpoint(args["checkpoint_id"])
-        ctx.rt.db.put_checkpoint(cp, sites=[args["target"]])
+            ctx.note(f"replication:{args.target}", {"ok": False, "error": str(exc)})
+            return {"target": args.target, "ok": False}
+        cp = ctx.rt.db.get_checkpoint(args.checkpoint_id)
+        ctx.rt.db.put_checkpoint(cp, sites=[args.target])
         project = ctx.rt.db.get_run(ctx.run_id).project
         ctx.rt.db.add_usage(
             project, "bytes_replicated", float(stats.bytes_sent), workload=cp.workload
         )
         ctx.note(
-            f"replication:{args['target']}",
+            f"replication:{args.target}",
             {"ok": True, "bytes_sent": stats.bytes_sent, "objects": stats.objects_sent},
         )
-        return {"target": args["target"], "ok": True, "bytes_sent": stats.bytes_sent}
+        return {"target": args.target, "ok": True, "bytes_sent": stats.bytes_sent}
 
-    def undo(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any], result: Any) -> None:
+    def undo(self, ctx: Context, args: ReplicateCheckpointArgs, deps: Deps, result: Any) -> None:
         """A reverted run must not leave its checkpoint at the target either (catalogue
         would find it there); the copied chunks stay until the next prune."""
         if isinstance(result, dict) and not result.get("ok", True):
             return  # nothing was copied
         try:
-            ctx.rt.repository(args["target"]).delete_manifest(args["checkpoint_id"])
+            ctx.rt.repository(args.target).delete_manifest(args.checkpoint_id)
         except NotFound:
             pass
         except SeawallError as exc:
@@ -453,14 +485,14 @@ class ReplicateCheckpoint(SeawallTask):
             )
 
 
-class ExpireSnapshots(SeawallTask):
+class ExpireSnapshots(SeawallTask[ExpireSnapshotsArgs]):
     """Keep only this checkpoint's snapshots: the next change-tracking base."""
 
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        driver = ctx.rt.driver(args["site"])
-        keep = set(args["keep_keys"])
+    def do(self, ctx: Context, args: ExpireSnapshotsArgs, deps: Deps) -> Any:
+        driver = ctx.rt.driver(args.site)
+        keep = set(args.keep_keys)
         removed = 0
-        for vid in args["volume_ids"]:
+        for vid in args.volume_ids:
             for snap in driver.list_snapshots(vid):
                 if snap.key and snap.key not in keep:
                     driver.delete_snapshot(snap.id)
@@ -468,23 +500,23 @@ class ExpireSnapshots(SeawallTask):
         return {"removed": removed}
 
 
-class ApplyRetention(SeawallTask):
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        retention = load(Retention, args["retention"])
+class ApplyRetention(SeawallTask[ApplyRetentionArgs]):
+    def do(self, ctx: Context, args: ApplyRetentionArgs, deps: Deps) -> Any:
+        retention = args.retention
         forgotten: list[str] = []
-        for site in args["sites"]:
+        for site in args.sites:
             try:
                 repo = ctx.rt.repository(site)
             except SeawallError:
                 continue  # an unreachable target keeps its copies until next time
-            mine = repo.list_manifests("checkpoint", {"workload": args["workload"]})
+            mine = repo.list_manifests("checkpoint", {"workload": args.workload})
             created = {m.id: m.created_at.timestamp() for m in mine}
-            keep = select_kept(created, retention) | {args["keep"]}
+            keep = select_kept(created, retention) | {args.keep}
             for m in mine:
                 if m.id not in keep:
                     repo.delete_manifest(m.id)
                     forgotten.append(f"{site}:{m.id}")
-            for cp in ctx.rt.db.list_checkpoints(workload=args["workload"], site=site):
+            for cp in ctx.rt.db.list_checkpoints(workload=args.workload, site=site):
                 if cp.id not in keep:
                     ctx.rt.db.remove_checkpoint(cp.id)
         return {"forgotten": forgotten}
@@ -495,10 +527,10 @@ class ApplyRetention(SeawallTask):
 # --------------------------------------------------------------------------------------
 
 
-class CheckRecovery(SeawallTask):
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        ctx.rt.driver(args["site"]).ping()
-        manifest = ctx.rt.repository(args["repository_site"]).load_manifest(args["checkpoint_id"])
+class CheckRecovery(SeawallTask[CheckRecoveryArgs]):
+    def do(self, ctx: Context, args: CheckRecoveryArgs, deps: Deps) -> Any:
+        ctx.rt.driver(args.site).ping()
+        manifest = ctx.rt.repository(args.repository_site).load_manifest(args.checkpoint_id)
         ctx.note("recovery_started_at", time.time())
         return {"checkpoint": manifest.id}
 
@@ -508,66 +540,66 @@ def _checkpoint(ctx: Context, site: str, checkpoint_id: str) -> Checkpoint:
     return load(Checkpoint, body)
 
 
-class MapResource(SeawallTask):
+class MapResource(SeawallTask[MapResourceArgs]):
     """Use an existing target resource (a mapping) instead of creating one."""
 
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        kind = ResourceKind(args["kind"])
-        for r in ctx.rt.driver(args["site"]).list_resources(kind):
-            if r.name == args["name"]:
+    def do(self, ctx: Context, args: MapResourceArgs, deps: Deps) -> Any:
+        kind = ResourceKind(args.kind)
+        for r in ctx.rt.driver(args.site).list_resources(kind):
+            if r.name == args.name:
                 return {"id": r.id, "name": r.name, "mapped": True}
-        raise NotFound(f"no {kind.value} named {args['name']!r} at site {args['site']}")
+        raise NotFound(f"no {kind.value} named {args.name!r} at site {args.site}")
 
 
-class CreateResource(SeawallTask):
+class CreateResource(SeawallTask[CreateResourceArgs]):
     """Find-or-create one resource on the target, and journal it for revert/clean-up."""
 
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        refs = {role: tuple(deps[sym]["id"] for sym in syms) for role, syms in args["refs"].items()}
-        kind = ResourceKind(args["kind"])
+    def do(self, ctx: Context, args: CreateResourceArgs, deps: Deps) -> Any:
+        refs = {role: tuple(deps[sym]["id"] for sym in syms) for role, syms in args.refs.items()}
+        kind = ResourceKind(args.kind)
         spec = ResourceSpec(
             kind=kind,
-            name=args["name"],
-            key=args["key"],
-            attrs=args["attrs"],
+            name=args.name,
+            key=args.key,
+            attrs=args.attrs,
             refs=refs,
-            tags=args["tags"],
+            tags=args.tags,
         )
-        created = ctx.rt.driver(args["site"]).create(spec)
-        ctx.rt.db.record_created(ctx.run_id, args["site"], kind.value, created.id, args["key"])
-        return {"id": created.id, "name": created.name, "source_id": args["source_id"]}
+        created = ctx.rt.driver(args.site).create(spec)
+        ctx.rt.db.record_created(ctx.run_id, args.site, kind.value, created.id, args.key)
+        return {"id": created.id, "name": created.name, "source_id": args.source_id}
 
-    def undo(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any], result: Any) -> None:
-        driver = ctx.rt.driver(args["site"])
-        kind = ResourceKind(args["kind"])
-        found = driver.find(kind, args["key"])
+    def undo(self, ctx: Context, args: CreateResourceArgs, deps: Deps, result: Any) -> None:
+        driver = ctx.rt.driver(args.site)
+        kind = ResourceKind(args.kind)
+        found = driver.find(kind, args.key)
         rid = result["id"] if result else (found.id if found else "")
         if rid:
             driver.delete(ResourceRef(kind, rid))
             ctx.rt.db.mark_removed(ctx.run_id, kind.value, rid)
 
 
-class RestoreImage(SeawallTask):
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        (target,) = deps.values()
-        repo = ctx.rt.repository(args["repository_site"])
-        cp = _checkpoint(ctx, args["repository_site"], args["checkpoint_id"])
-        stream = cp.images.get(args["source_id"])
+class RestoreImage(SeawallTask[RestoreImageArgs]):
+    def do(self, ctx: Context, args: RestoreImageArgs, deps: Deps) -> Any:
+        target = deps[args.image_symbol]
+        repo = ctx.rt.repository(args.repository_site)
+        cp = _checkpoint(ctx, args.repository_site, args.checkpoint_id)
+        stream = cp.images.get(args.source_id)
         if not stream:
             return {"id": target["id"], "skipped": True}
-        ctx.rt.driver(args["site"]).write_image(target["id"], repo.get_stream(stream))
+        ctx.rt.driver(args.site).write_image(target["id"], repo.get_stream(stream))
         return {"id": target["id"]}
 
 
-class RestoreVolume(SeawallTask):
+class RestoreVolume(SeawallTask[RestoreVolumeArgs]):
     """Fill a new volume from its volume image; holes are skipped (new volumes read zero)."""
 
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        (target,) = deps.values()
-        repo = ctx.rt.repository(args["repository_site"])
-        cp = _checkpoint(ctx, args["repository_site"], args["checkpoint_id"])
-        ref = cp.volume(args["source_id"])
-        driver = ctx.rt.driver(args["site"])
+    def do(self, ctx: Context, args: RestoreVolumeArgs, deps: Deps) -> Any:
+        target = deps[args.volume_symbol]
+        repo = ctx.rt.repository(args.repository_site)
+        cp = _checkpoint(ctx, args.repository_site, args.checkpoint_id)
+        ref = cp.volume(args.source_id)
+        driver = ctx.rt.driver(args.site)
         written = 0
         for offset, data in repo.read_volume(ref.image_id):
             driver.write_volume(target["id"], offset, data)
@@ -576,12 +608,12 @@ class RestoreVolume(SeawallTask):
         return {"id": target["id"], "image_id": ref.image_id, "bytes_written": written}
 
 
-class WaitServer(SeawallTask):
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        (server,) = deps.values()
-        r = ctx.rt.driver(args["site"]).wait_for_status(
+class WaitServer(SeawallTask[WaitServerArgs]):
+    def do(self, ctx: Context, args: WaitServerArgs, deps: Deps) -> Any:
+        server = self.requirement(deps)
+        r = ctx.rt.driver(args.site).wait_for_status(
             ResourceRef(ResourceKind.SERVER, server["id"]),
-            args["status"],
+            args.status,
             max(1.0, ctx.deadline - time.monotonic()),
         )
         return {"id": r.id, "status": r.attrs.get("status", "")}
@@ -631,13 +663,13 @@ def probe(
         time.sleep(0.2)
 
 
-class CheckHealth(SeawallTask):
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        (server,) = deps.values()
-        check = load(HealthCheck, args["check"])
+class CheckHealth(SeawallTask[CheckHealthArgs]):
+    def do(self, ctx: Context, args: CheckHealthArgs, deps: Deps) -> Any:
+        server = self.requirement(deps)
+        check = args.check
         start = time.monotonic()
         why = probe(
-            ctx.rt.driver(args["site"]),
+            ctx.rt.driver(args.site),
             server["id"],
             check,
             start + check.timeout_seconds,
@@ -646,7 +678,7 @@ class CheckHealth(SeawallTask):
         ctx.check()
         result = {"server": check.server, "kind": check.kind.value, "ok": not why, "why": why}
         ctx.note(f"check:{self.name}", {**result, "at": time.time()})
-        if why and not args["record"]:
+        if why and not args.record:
             raise VerificationFailed(f"health check {self.name} failed: {why}")
         return result
 
@@ -703,49 +735,49 @@ def _first_nonzero(
     return -1
 
 
-class VerifyVolume(SeawallTask):
+class VerifyVolume(SeawallTask[VerifyVolumeArgs]):
     """Snapshot the recovered volume and compare it with the checkpoint, byte for byte.
 
     After a failover the snapshot stays: it is the change-tracking base that lets
     reprotect send only what changed since the recovery.
     """
 
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        target = next(v for k, v in deps.items() if k.startswith("id:"))
-        driver = ctx.rt.driver(args["site"])
-        repo = ctx.rt.repository(args["repository_site"])
-        cp = _checkpoint(ctx, args["repository_site"], args["checkpoint_id"])
-        ref = cp.volume(args["source_id"])
+    def do(self, ctx: Context, args: VerifyVolumeArgs, deps: Deps) -> Any:
+        target = deps[args.volume_symbol]
+        driver = ctx.rt.driver(args.site)
+        repo = ctx.rt.repository(args.repository_site)
+        cp = _checkpoint(ctx, args.repository_site, args.checkpoint_id)
+        ref = cp.volume(args.source_id)
         snap = driver.create_snapshot(target["id"], f"{ctx.run_id}/verify/{target['id']}")
         ok, checked, why = verify_volume(repo, driver, ref.image_id, snap, ctx.progress)
-        if not args["keep_base"]:
+        if not args.keep_base:
             driver.delete_snapshot(snap.id)
         result = {
             "volume_id": target["id"],
-            "source_id": args["source_id"],
+            "source_id": args.source_id,
             "image_id": ref.image_id,
             "verified": ok,
             "bytes": checked,
             "why": why,
-            "snapshot_id": snap.id if args["keep_base"] else "",
+            "snapshot_id": snap.id if args.keep_base else "",
         }
         ctx.note(f"verify:{self.name}", result)
-        if not ok and not args["record"]:
-            raise VerificationFailed(f"volume {args['source_id']} differs: {why}")
+        if not ok and not args.record:
+            raise VerificationFailed(f"volume {args.source_id} differs: {why}")
         return result
 
-    def undo(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any], result: Any) -> None:
-        driver = ctx.rt.driver(args["site"])
-        target = next(v for k, v in deps.items() if k.startswith("id:"))
+    def undo(self, ctx: Context, args: VerifyVolumeArgs, deps: Deps, result: Any) -> None:
+        driver = ctx.rt.driver(args.site)
+        target = deps[args.volume_symbol]
         for snap in driver.list_snapshots(target["id"]):
             if snap.key == f"{ctx.run_id}/verify/{target['id']}":
                 driver.delete_snapshot(snap.id)
 
 
-class RunScript(SeawallTask):
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        script = load(Script, args["script"])
-        env = dict(os.environ, SEAWALL_RUN=ctx.run_id, SEAWALL_SITE=args["site"])
+class RunScript(SeawallTask[RunScriptArgs]):
+    def do(self, ctx: Context, args: RunScriptArgs, deps: Deps) -> Any:
+        script = args.script
+        env = dict(os.environ, SEAWALL_RUN=ctx.run_id, SEAWALL_SITE=args.site)
         try:
             done = subprocess.run(
                 list(script.command),
@@ -762,36 +794,36 @@ class RunScript(SeawallTask):
         except (OSError, subprocess.TimeoutExpired) as exc:
             why = str(exc)
         ctx.note(f"check:{self.name}", {"ok": not why, "why": why, "at": time.time()})
-        if why and not args["record"]:
+        if why and not args.record:
             raise VerificationFailed(f"script {script.command[0]!r} failed: {why}")
         return {"ok": not why}
 
 
-class FenceServer(SeawallTask):
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        driver = ctx.rt.driver(args["site"])
-        driver.power_off(args["server_id"])
-        driver.wait_for_status(ResourceRef(ResourceKind.SERVER, args["server_id"]), "SHUTOFF", 60)
-        return {"id": args["server_id"], "status": "SHUTOFF"}
+class FenceServer(SeawallTask[FenceServerArgs]):
+    def do(self, ctx: Context, args: FenceServerArgs, deps: Deps) -> Any:
+        driver = ctx.rt.driver(args.site)
+        driver.power_off(args.server_id)
+        driver.wait_for_status(ResourceRef(ResourceKind.SERVER, args.server_id), "SHUTOFF", 60)
+        return {"id": args.server_id, "status": "SHUTOFF"}
 
-    def undo(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any], result: Any) -> None:
-        ctx.rt.driver(args["site"]).power_on(args["server_id"])
+    def undo(self, ctx: Context, args: FenceServerArgs, deps: Deps, result: Any) -> None:
+        ctx.rt.driver(args.site).power_on(args.server_id)
 
 
 def tagged(driver: CloudDriver, run_id: str) -> list[Resource]:
     return [r for r in driver.list_resources() if r.tags.get("seawall:run") == run_id]
 
 
-class CleanupDrill(SeawallTask):
+class CleanupDrill(SeawallTask[CleanupDrillArgs]):
     """Remove everything the drill created (journal + tags), then count what is left."""
 
-    def do(self, ctx: Context, args: dict[str, Any], deps: dict[str, Any]) -> Any:
-        driver = ctx.rt.driver(args["site"])
-        removed = cleanup_run(ctx.rt, driver, args["site"], ctx.run_id)
+    def do(self, ctx: Context, args: CleanupDrillArgs, deps: Deps) -> Any:
+        driver = ctx.rt.driver(args.site)
+        removed = cleanup_run(ctx.rt, driver, args.site, ctx.run_id)
         left = tagged(driver, ctx.run_id)
         for rec in ctx.rt.db.list_created(ctx.run_id):
             if (
-                rec.site == args["site"]
+                rec.site == args.site
                 and driver.get(ResourceRef(ResourceKind(rec.kind), rec.resource_id))
                 and all(r.id != rec.resource_id for r in left)
             ):
@@ -825,7 +857,7 @@ def cleanup_run(rt: Runtime, driver: CloudDriver, site: str, run_id: str) -> int
     return removed
 
 
-CATALOGUE: dict[str, type[SeawallTask]] = {
+CATALOGUE: dict[str, type[SeawallTask[Any]]] = {
     cls.__name__: cls
     for cls in (
         CheckSite,
