@@ -2,7 +2,7 @@
 created resources, events, usage records and leases.
 
 A frozen copy of the schema as released; it must not import ``seawall.db``, whose tables
-keep changing. ``tests/test_db.py`` checks that head equals ``seawall.db.metadata``.
+keep changing. ``tests/db/test_migration.py`` checks that head equals ``seawall.db.metadata``.
 
 Revision ID: 0001
 Revises:
