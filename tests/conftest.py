@@ -475,14 +475,14 @@ def shop_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
 
 
 def rgw_credentials(site: str = "a") -> dict[str, str]:
-    """The lab's Ceph RGW endpoint and keys (``seawall lab up`` writes ``rgw.json``)."""
+    """The lab's Ceph RGW endpoint and keys (``seawall-lab up`` writes ``rgw.json``)."""
     import json
 
-    from seawall.lab import DEFAULT_ROOT
+    from seawall_lab.layout import LabSite
 
-    path = DEFAULT_ROOT / "sites" / site / "rgw.json"
+    path = LabSite(site).rgw_json
     if not os.environ.get("SEAWALL_LAB_CLOUD") or not path.exists():
-        pytest.skip(f"no lab RGW: {path} missing or SEAWALL_LAB_CLOUD unset (seawall lab up)")
+        pytest.skip(f"no lab RGW: {path} missing or SEAWALL_LAB_CLOUD unset (seawall-lab up)")
     creds: dict[str, str] = json.loads(path.read_text())
     return creds
 

@@ -54,7 +54,7 @@ def lab_tenants() -> tuple[str, list[list[str]]]:
         os.environ.get("SEAWALL_LAB_CLOUDS_YAML"),
     )
     if not cloud or not clouds_yaml:
-        pytest.skip("no Keystone: set SEAWALL_LAB_CLOUD(S_YAML) (seawall lab up) or _KEYSTONE")
+        pytest.skip("no Keystone: set SEAWALL_LAB_CLOUD(S_YAML) (seawall-lab up) or _KEYSTONE")
     import openstack
     import openstack.config
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from keystoneauth1 import exceptions as ka
 from openstack import exceptions as os_exc
+from seawall_lab.layout import LabSite
 
 from seawall.clouds import open_site
 from seawall.clouds.openstack import (
@@ -32,11 +33,10 @@ from seawall.errors import (
     SiteUnavailable,
     TransientError,
 )
-from seawall.lab import DEFAULT_ROOT
 from seawall.model import ResourceKind, Site
 
 K = ResourceKind
-LAB = DEFAULT_ROOT / "sites" / "a"
+LAB = LabSite("a")
 
 
 def driver(**params: str) -> OpenStackDriver:
@@ -139,9 +139,9 @@ def lab_clouds(tmp_path: Path, **changes: str) -> Path:
     """A copy of lab site a's clouds.yaml with some auth fields changed."""
     if not os.environ.get("SEAWALL_LAB_CLOUD"):
         pytest.skip("set SEAWALL_LAB_CLOUD (as lab/openstack/ci.sh does) to run against the lab")
-    if not (LAB / "clouds.yaml").exists():
-        pytest.skip("lab site a is not up (seawall lab up --site a)")
-    data = json.loads((LAB / "clouds.yaml").read_text())
+    if not LAB.clouds_yaml.exists():
+        pytest.skip("lab site a is not up (seawall-lab up --site a)")
+    data = json.loads(LAB.clouds_yaml.read_text())
     data["clouds"]["seawall-lab-a"]["auth"].update(changes)
     path = tmp_path / "clouds.yaml"
     path.write_text(json.dumps(data))
@@ -181,7 +181,7 @@ def test_generic_path_reads_through_cinder_and_glance(tmp_path: Path) -> None:
 
     path = lab_clouds(tmp_path)
     rbd_side = driver(
-        cloud="seawall-lab-a", clouds_yaml=str(path), ceph_conf=str(LAB / "etc/ceph/ceph.conf")
+        cloud="seawall-lab-a", clouds_yaml=str(path), ceph_conf=str(LAB.ceph_conf)
     )
     generic = driver(cloud="seawall-lab-a", clouds_yaml=str(path))
     assert generic.capabilities().data_paths == ("full",)

@@ -9,19 +9,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from seawall_lab.layout import DEFAULT_ROOT, LabSite
 
-from seawall.lab import DEFAULT_ROOT
 from seawall.service import Service
 
-ROOT = DEFAULT_ROOT  #: SEAWALL_LAB_ROOT, as `seawall lab` reads it
+ROOT = DEFAULT_ROOT  #: SEAWALL_LAB_ROOT, as `seawall-lab` reads it
 
 
 def site_params(name: str) -> dict[str, str]:
-    site = ROOT / "sites" / name
+    site = LabSite(name, ROOT)
     return {
-        "cloud": f"seawall-lab-{name}",
-        "clouds_yaml": str(site / "clouds.yaml"),
-        "ceph_conf": str(site / "etc" / "ceph" / "ceph.conf"),
+        "cloud": site.cloud,
+        "clouds_yaml": str(site.clouds_yaml),
+        "ceph_conf": str(site.ceph_conf),
     }
 
 
@@ -39,8 +39,8 @@ def lab_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ser
     if not os.environ.get("SEAWALL_LAB_CLOUD"):
         pytest.skip("set SEAWALL_LAB_CLOUD (as lab/openstack/ci.sh does) to run against the lab")
     for name in ("a", "b"):
-        if not (ROOT / "sites" / name / "clouds.yaml").exists():
-            pytest.skip(f"lab site {name} is not up (seawall lab up --site {name})")
+        if not LabSite(name, ROOT).clouds_yaml.exists():
+            pytest.skip(f"lab site {name} is not up (seawall-lab up --site {name})")
     pytest.importorskip("rbd")
     pp = tmp_path / "passphrase"
     pp.write_text(secrets.token_urlsafe(24))

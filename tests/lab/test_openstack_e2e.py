@@ -1,4 +1,4 @@
-"""End to end on the real two-site lab (``seawall lab up``): protect on A, change, protect
+"""End to end on the real two-site lab (``seawall-lab up``): protect on A, change, protect
 again, fail over to B, drill on B, reprotect B → A, fail back, all through
 :class:`seawall.service.Service` and the ``openstack`` driver.
 

@@ -14,8 +14,9 @@ import uuid
 from typing import Any
 
 import pytest
+from seawall_lab import LabSite, down
+from seawall_lab.services import start_cinder
 
-from seawall import lab
 from seawall.clouds import ResourceSpec
 from seawall.model import ResourceKind, RunState, Selector
 from seawall.service import Service
@@ -32,7 +33,7 @@ def test_cinder_volume_restart_during_protect(lab_service: Service) -> None:
     svc = lab_service
     a = svc.driver("site-a")
     marker = f"flt{uuid.uuid4().hex[:6]}"
-    site = lab.LabSite("a", ROOT)
+    site = LabSite("a", ROOT)
 
     def make(kind: ResourceKind, name: str, attrs: Any = None, refs: Any = None) -> Any:
         spec = ResourceSpec(kind, f"{marker}-{name}", f"{marker}/{name}", attrs or {},
@@ -56,13 +57,13 @@ def test_cinder_volume_restart_during_protect(lab_service: Service) -> None:
         svc.create_workload(marker, "site-a", Selector.parse(f"tag:app={marker}"), "bronze",
                             ["site-b"])  # fmt: skip
 
-        stopped = lab.down(site, ["cinder-volume"])
+        stopped = down(site, ["cinder-volume"])
         assert stopped == ["cinder-volume"]
         restarted = threading.Event()
 
         def restart() -> None:
             time.sleep(10)  # the protect is waiting on its snapshot by now
-            lab.start_cinder(site)
+            start_cinder(site)
             restarted.set()
 
         thread = threading.Thread(target=restart, daemon=True)
@@ -97,7 +98,7 @@ def test_cinder_volume_restart_during_protect(lab_service: Service) -> None:
         keys = {s.key for s in a.list_snapshots(vol.id)}
         assert len(keys) <= 1, keys
     finally:
-        lab.start_cinder(site)  # never leave the lab without its volume service
+        start_cinder(site)  # never leave the lab without its volume service
         for s in a.list_snapshots(made[1].id) if made else []:
             a.delete_snapshot(s.id)
         for r in made:

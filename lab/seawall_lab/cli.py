@@ -1,39 +1,41 @@
-"""``seawall lab up|down|status``: the real two-site OpenStack lab (see :mod:`seawall.lab`).
+"""``seawall-lab up|down|status|env`` (also ``python -m seawall_lab``): the two-site lab.
 
-One module-level click group, :data:`lab_group`, which the root ``seawall`` command adds.
+Errors are printed as ``seawall-lab: error: ...`` with exit status 1; ``lab/openstack/ci.sh``
+retries a failed ``up`` once, as ``up`` continues from what already runs.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
 import click
 
-from seawall import lab
-from seawall.errors import SeawallError
+from seawall_lab.layout import SITES, LabError, LabSite
+from seawall_lab.lifecycle import down, status, up
 
 
 def _sites(site: str | None) -> list[str]:
-    return [site] if site else list(lab.SITES)
+    return [site] if site else list(SITES)
 
 
 site_option = click.option(
-    "--site", type=click.Choice(lab.SITES), help="One site (default: both, a then b)."
+    "--site", type=click.Choice(SITES), help="One site (default: both, a then b)."
 )
 root_option = click.option(
     "--root",
     type=click.Path(path_type=Path),
-    default=Path("/opt/seawall-lab"),  # not lab.DEFAULT_ROOT: help must not show the env
+    default=Path("/opt/seawall-lab"),  # not layout.DEFAULT_ROOT: help must not show the env
     show_default=True,
     envvar="SEAWALL_LAB_ROOT",
     help="Where the lab keeps its venv, data, logs and pid files.",
 )
 
 
-@click.group("lab", context_settings={"help_option_names": ["-h", "--help"]})
-def lab_group() -> None:
+@click.group("seawall-lab", context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
     """A real, minimal OpenStack 2026.1 per site on this machine (127.0.0.1 only).
 
     Needs root, Debian 12 and about 2.5 GiB of memory per site. Site a's APIs are on the
@@ -41,7 +43,7 @@ def lab_group() -> None:
     """
 
 
-@lab_group.command("up")
+@main.command("up")
 @site_option
 @root_option
 @click.option("--skip-install", is_flag=True, help="Do not run apt-get or pip.")
@@ -50,16 +52,16 @@ def up_cmd(site: str | None, root: Path, skip_install: bool, no_rgw: bool) -> No
     """Install what is missing and start a site (idempotent: running services stay)."""
     try:
         for name in _sites(site):
-            timings = lab.up(lab.LabSite(name, root), skip_install=skip_install, rgw=not no_rgw)
+            timings = up(LabSite(name, root), skip_install=skip_install, rgw=not no_rgw)
             shown = " ".join(f"{k}={v:.0f}s" for k, v in timings.items())
             click.echo(f"site {name}: up ({shown})")
-            click.echo(f"  clouds.yaml: {lab.LabSite(name, root).clouds_yaml}")
-    except SeawallError as exc:
-        click.echo(f"error: {exc}", err=True)
+            click.echo(f"  clouds.yaml: {LabSite(name, root).clouds_yaml}")
+    except LabError as exc:
+        click.echo(f"seawall-lab: error: {exc}", err=True)
         sys.exit(1)
 
 
-@lab_group.command("down")
+@main.command("down")
 @site_option
 @root_option
 @click.option("--purge", is_flag=True, help="Also delete the site's data, config and logs.")
@@ -67,19 +69,17 @@ def up_cmd(site: str | None, root: Path, skip_install: bool, no_rgw: bool) -> No
 def down_cmd(site: str | None, root: Path, purge: bool, services: tuple[str, ...]) -> None:
     """Stop a site (or only SERVICES of it) by the process groups ``up`` recorded."""
     for name in reversed(_sites(site)):
-        stopped = lab.down(lab.LabSite(name, root), services, purge=purge)
+        stopped = down(LabSite(name, root), services, purge=purge)
         click.echo(f"site {name}: stopped {len(stopped)} service(s)" + (" and purged" * purge))
 
 
-@lab_group.command("status")
+@main.command("status")
 @site_option
 @root_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status_cmd(site: str | None, root: Path, as_json: bool) -> None:
     """Every service of a site: pid, processes, RSS and PSS of its group."""
-    report = {}
-    for name in _sites(site):
-        report[name] = lab.status(lab.LabSite(name, root))
+    report = {name: status(LabSite(name, root)) for name in _sites(site)}
     if as_json:
         data = {n: [vars(s) for s in rows] for n, rows in report.items()}
         click.echo(json.dumps(data, indent=2))
@@ -98,3 +98,17 @@ def status_cmd(site: str | None, root: Path, as_json: bool) -> None:
             )
         rss, pss = sum(s.rss for s in rows), sum(s.pss for s in rows)
         click.echo(f"  {'TOTAL':26} {'':>8} {'':>5} {rss / mib:8.1f} {pss / mib:8.1f}")
+
+
+@main.command("env")
+@click.option("--site", type=click.Choice(SITES), default="a", show_default=True,
+              help="The site the tests' single-site lab tests use.")  # fmt: skip
+@root_option
+def env_cmd(site: str, root: Path) -> None:
+    """Print the exports that point the lab tier's tests at a site.
+
+    Use as ``eval "$(seawall-lab env)"``: the names and paths are the ones ``up`` writes,
+    so a test run and the lab cannot disagree.
+    """
+    for key, value in LabSite(site, root).test_env().items():
+        click.echo(f"export {key}={shlex.quote(value)}")
