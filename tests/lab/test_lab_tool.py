@@ -1,0 +1,64 @@
+"""The lab tool without a lab: its layout, its constraints file, its ``env`` command.
+
+Fast tier (not marked ``lab``): these hold on any machine, since they only name paths.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+import seawall_lab
+from click.testing import CliRunner
+from seawall_lab.cli import main
+from seawall_lab.install import CONSTRAINTS
+from seawall_lab.layout import LabError, LabSite
+
+
+def test_site_b_is_site_a_moved_by_100_except_the_ceph_mons() -> None:
+    a, b = LabSite("a", Path("/x")).ports, LabSite("b", Path("/x")).ports
+    for name, port in a.items():
+        expected = port + 1 if name.startswith("mon_") else port + 100
+        assert b[name] == expected, name
+    assert len(set(a.values()) | set(b.values())) == 2 * len(a), "the sites share a port"
+
+
+def test_an_unknown_site_is_refused() -> None:
+    with pytest.raises(LabError, match="sites a and b"):
+        LabSite("c").port(5000)
+
+
+def test_the_constraints_file_is_part_of_the_lab_tool() -> None:
+    """Found beside the tool's own code, not relative to a seawall checkout or wheel."""
+    assert CONSTRAINTS.is_file()
+    assert CONSTRAINTS.parent == Path(seawall_lab.__file__).resolve().parent
+    assert "keystoneauth1===" in CONSTRAINTS.read_text()
+
+
+def test_env_exports_the_paths_up_writes(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["env", "--site", "b", "--root", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    exported = dict(
+        shlex.split(line.removeprefix("export "))[0].split("=", 1)
+        for line in result.output.splitlines()
+    )
+    site = LabSite("b", tmp_path)
+    assert exported == {
+        "SEAWALL_LAB_ROOT": str(tmp_path),
+        "SEAWALL_LAB_CLOUD": "seawall-lab-b",
+        "SEAWALL_LAB_CLOUDS_YAML": str(site.clouds_yaml),
+        "SEAWALL_LAB_CEPH_CONF": str(site.ceph_conf),
+    }
+
+
+def test_status_of_a_root_with_nothing_started(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["status", "--root", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["site a: nothing started", "site b: nothing started"]
+
+
+def test_seawall_itself_has_no_lab_command() -> None:
+    from seawall.cli import cli
+
+    assert "lab" not in cli.commands
