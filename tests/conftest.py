@@ -302,7 +302,7 @@ class Shop:
                     d.write_volume(data, j * 256 * 1024, bytes([j + 1]) * 100_000)
                 vols = [boot, data]
                 self.volumes = {"db-boot": boot, "db-data": data}
-            argv = ["python", "-m", "seawall.clouds.sim_app", "--role", name, "--wait", "20"]
+            argv = ["python", "-m", "seawall.clouds.sim.app", "--role", name, "--wait", "20"]
             if SHOP_REQUIRES[name]:
                 argv += ["--requires", SHOP_REQUIRES[name]]
             self.servers[name] = mk(

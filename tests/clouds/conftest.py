@@ -55,7 +55,7 @@ class Harness:
         """The argv of a sample-workload server, or skip if servers cannot run one."""
         if not self.driver.capabilities().live_servers:
             pytest.skip(f"{self.name}: servers do not run processes")
-        argv = ["python", "-m", "seawall.clouds.sim_app", "--role", role, "--wait", str(wait)]
+        argv = ["python", "-m", "seawall.clouds.sim.app", "--role", role, "--wait", str(wait)]
         return [*argv, "--requires", requires] if requires else argv
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ from seawall.clouds.sim import (
     merge_extents,
     open_sim,
 )
-from seawall.clouds.sim_app import pattern
+from seawall.clouds.sim.app import pattern
 from seawall.errors import (
     Conflict,
     InvalidInput,

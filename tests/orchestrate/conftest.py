@@ -4,7 +4,7 @@
 
 - ``SEAWALL_HOME`` with two sim sites ``a`` and ``b``, each with a repository (``b``
   shares ``a``'s key, so checkpoints replicate), ``SEAWALL_KDF=fast``;
-- a minimal workload ``w`` on ``a``: one server running ``seawall.clouds.sim_app --role
+- a minimal workload ``w`` on ``a``: one server running ``seawall.clouds.sim.app --role
   db`` (a real process with a guest agent, so protect freezes and thaws it), one
   network/subnet/port, a security group, a flavor, a boot volume and a small data volume
   holding data; policy ``crashtest`` (gold's application consistency, with a retention
@@ -215,7 +215,7 @@ def _deploy(svc: Service) -> str:
         K.SERVER,
         "db",
         {
-            "command": ["python", "-m", "seawall.clouds.sim_app", "--role", "db"],
+            "command": ["python", "-m", "seawall.clouds.sim.app", "--role", "db"],
             "listen_port": 5432,
             "guest_agent": True,
         },

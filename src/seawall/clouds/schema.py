@@ -1,0 +1,82 @@
+"""The driver-neutral resource schema (DESIGN.md §4) that every driver reads and writes.
+
+What each kind may reference, which attrs are the cloud's runtime state rather than the
+user's, the order resources are listed in, and the checks on a spec that do not depend on
+the cloud. A driver keeps only what is its own: how a kind maps onto its APIs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from seawall.errors import InvalidInput
+from seawall.model import Resource, ResourceKind
+
+K = ResourceKind
+
+
+@dataclass(frozen=True)
+class Role:
+    """What a ref role of a kind points to, and how many it takes."""
+
+    kind: ResourceKind
+    required: bool = False
+    many: bool = False
+
+
+#: role -> what it points to, per kind. A role not listed here is an input error, so a
+#: typo in captured metadata fails at create time instead of producing a broken graph.
+ROLES: Mapping[ResourceKind, Mapping[str, Role]] = {
+    K.SUBNET: {"network": Role(K.NETWORK, required=True)},
+    K.ROUTER: {"subnets": Role(K.SUBNET, many=True)},
+    K.PORT: {
+        "network": Role(K.NETWORK, required=True),
+        "subnet": Role(K.SUBNET),
+        "security_groups": Role(K.SECURITY_GROUP, many=True),
+    },
+    K.VOLUME: {"volume_type": Role(K.VOLUME_TYPE), "image": Role(K.IMAGE)},
+    K.SERVER: {
+        "flavor": Role(K.FLAVOR, required=True),
+        "image": Role(K.IMAGE),
+        "keypair": Role(K.KEYPAIR),
+        "ports": Role(K.PORT, many=True),
+        "volumes": Role(K.VOLUME, many=True),
+        "server_group": Role(K.SERVER_GROUP),
+    },
+    K.FLOATING_IP: {"port": Role(K.PORT)},
+}
+
+#: attrs the cloud computes; a spec's values for them (copied from a source) are ignored
+RUNTIME_ATTRS = frozenset({"status", "access_address"})
+
+#: the order ``list_resources`` and ``discover`` return kinds in (the model's order)
+KIND_ORDER = {k: i for i, k in enumerate(ResourceKind)}
+
+
+def sort_resources(resources: Iterable[Resource]) -> list[Resource]:
+    """By kind (model order), then name, then id: the same listing from every driver."""
+    return sorted(resources, key=lambda r: (KIND_ORDER[r.kind], r.name, r.id))
+
+
+def user_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """``attrs`` without the :data:`RUNTIME_ATTRS` (what a create may take from a spec)."""
+    return {k: v for k, v in attrs.items() if k not in RUNTIME_ATTRS}
+
+
+def check_identity(kind: ResourceKind, name: str, key: str) -> None:
+    """A spec needs a name, and a key (find-or-create looks it up by the key)."""
+    if not name:
+        raise InvalidInput("is required", field=f"{kind.value}.name")
+    if not key:
+        raise InvalidInput("is required (find-or-create needs it)", field=f"{kind.value}.key")
+
+
+def check_volume_size(size: Any) -> int:
+    """A volume's ``size``, which must be a positive number of bytes (not GiB, not text)."""
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise InvalidInput(
+            f"expected a positive number of bytes, got {size!r}", field="volume.attrs.size"
+        )
+    return size
