@@ -36,7 +36,7 @@ from seawall import __version__
 from seawall.api.auth import Authenticator, Principal
 from seawall.errors import InvalidInput, NotFound, SeawallError
 from seawall.model import Checkpoint, Run, RunKind, Selector, Workload, dump
-from seawall.service import Service
+from seawall.service import Service, access
 
 log = logging.getLogger("seawall.api")
 
@@ -433,19 +433,13 @@ def create_app(
         return problem(exc.status_code, "HTTPError", str(exc.detail))
 
     def visible_workload(p: Principal, name: str) -> Workload:
-        w = svc.get_workload(name)
-        if not p.sees(w.project):
-            raise NotFound(f"workload {name!r} not found; `GET /v1/workloads` lists yours")
-        return w
+        return access.visible_workload(svc, p, name)
 
     def visible_workloads(p: Principal) -> list[Workload]:
-        return [w for w in svc.list_workloads() if p.sees(w.project)]
+        return access.visible_workloads(svc, p)
 
     def visible_run(p: Principal, run_id: str) -> Run:
-        run = svc.get_run(run_id)
-        if not p.sees(run.project):
-            raise NotFound(f"run {run_id!r} not found; `GET /v1/runs` lists yours")
-        return run
+        return access.visible_run(svc, p, run_id)
 
     def rpo_rows(p: Principal) -> dict[str, dict[str, Any]]:
         return {r["workload"]: r for r in svc.rpo_report() if p.sees(r["project"])}

@@ -32,6 +32,8 @@ from typing import Any
 import httpx
 
 from seawall.errors import SeawallError, SiteUnavailable
+from seawall.service import access
+from seawall.service.access import Forbidden as Forbidden
 
 TOKEN_FILE = "api-tokens.json"
 
@@ -40,12 +42,6 @@ class Unauthorized(SeawallError):
     """No valid token: send ``Authorization: Bearer <token>`` or ``X-Auth-Token``."""
 
     http_status = 401
-
-
-class Forbidden(SeawallError):
-    """The token is valid but not allowed to do this (it needs the admin role)."""
-
-    http_status = 403
 
 
 @dataclass(frozen=True)
@@ -57,11 +53,10 @@ class Principal:
     via: str = "local"  #: local or keystone
 
     def sees(self, project: str) -> bool:
-        return self.admin or project in {self.project, self.project_id} - {""}
+        return access.sees(self, project)
 
     def require_admin(self) -> None:
-        if not self.admin:
-            raise Forbidden("this needs the admin role")
+        access.require_admin(self)
 
 
 def _digest(token: str) -> str:
