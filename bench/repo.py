@@ -176,7 +176,7 @@ def ensure_tool(name: str, package: str) -> bool:
 
 
 def seawall_cli(group: str, *args: str) -> list[str]:
-    code = f"import sys; from seawall.cli_repo import {group} as g; g(sys.argv[1:])"
+    code = f"import sys; from seawall.cli.repo import {group} as g; g(sys.argv[1:])"
     return [sys.executable, "-c", code, *args]
 
 

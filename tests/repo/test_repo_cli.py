@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 from repo_helpers import make_volume
 
-from seawall.cli_repo import repo_group, volume_group
+from seawall.cli.repo import repo_group, volume_group
 from seawall.errors import CorruptObject, KeyMissing, UnsupportedVersion, WrongPassphrase
 
 PW = "cli passphrase"

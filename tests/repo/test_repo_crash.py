@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from seawall.cli_repo import repo_group, volume_group
+from seawall.cli.repo import repo_group, volume_group
 from seawall.repo import Repository
 from seawall.storage.local import LocalStorage
 
 PW = "crash test"
 ENV = {**os.environ, "SEAWALL_PASSPHRASE": PW}
-CLI = "import sys; from seawall.cli_repo import {g} as g; g(sys.argv[1:])"
+CLI = "import sys; from seawall.cli.repo import {g} as g; g(sys.argv[1:])"
 
 
 def _cli(group: str, *args: str) -> subprocess.Popen[bytes]:

@@ -14,8 +14,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import time as dtime
 
-from seawall.errors import IntegrityError, NotFound, PermanentError, SeawallError, TransientError
+from seawall.errors import (
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+    PermanentError,
+    SeawallError,
+    TransientError,
+)
 from seawall.storage import BlobInfo, Data, StorageBackend
+from seawall.units import parse_rate
 
 # --------------------------------------------------------------------------------------
 # Retry with backoff
@@ -143,39 +151,22 @@ class TokenBucket:
             self.sleep(wait)
 
 
-def parse_windows(spec: str) -> list[RateWindow]:
-    """``"08:00-18:00=10MiB,18:00-08:00=0"`` -> windows (0 means unlimited)."""
+def parse_windows(spec: str, *, field: str = "windows") -> list[RateWindow]:
+    """``"08:00-18:00=10MiB,18:00-08:00=0"`` -> windows (0 means unlimited).
+
+    Rates use :func:`seawall.units.parse_rate`'s grammar (``/s`` optional)."""
     out = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
         span, _, rate = part.partition("=")
         a, _, b = span.partition("-")
-        out.append(RateWindow(dtime.fromisoformat(a), dtime.fromisoformat(b), parse_size(rate)))
+        try:
+            start, end = dtime.fromisoformat(a), dtime.fromisoformat(b)
+        except ValueError:
+            raise InvalidInput(
+                f"{part!r} is not a window like 08:00-18:00=10MiB", field=field
+            ) from None
+        out.append(RateWindow(start, end, parse_rate(rate, field=field)))
     return out
-
-
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "K": 1000,
-    "KB": 1000,
-    "KIB": 1024,
-    "M": 10**6,
-    "MB": 10**6,
-    "MIB": 1 << 20,
-    "G": 10**9,
-    "GB": 10**9,
-    "GIB": 1 << 30,
-}
-
-
-def parse_size(text: str) -> int:
-    """``"50MiB/s"`` -> 52428800; ``"0"`` -> 0."""
-    t = text.strip().upper().removesuffix("/S")
-    num = t.rstrip("KMGIB")
-    unit = t[len(num) :]
-    if unit not in _UNITS or not num:
-        raise ValueError(f"cannot parse size {text!r}")
-    return int(float(num) * _UNITS[unit])
 
 
 class RateLimited:

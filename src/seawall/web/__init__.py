@@ -32,6 +32,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from seawall.errors import NotFound, SeawallError
 from seawall.model import ResourceGraph, Run, RunKind, dump
 from seawall.service import Service
+from seawall.units import format_bytes
 
 COOKIE = "seawall_token"
 CONFIRMABLE = ("drill", "failover", "protect")
@@ -74,17 +75,6 @@ def _duration(s: float | None) -> str:
     if s < 7200:
         return f"{s / 60:.1f}m"
     return f"{s / 3600:.1f}h"
-
-
-def _bytes(n: float | None) -> str:
-    if n is None:
-        return "—"
-    v = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(v) < 1024 or unit == "TiB":
-            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.1f} {unit}"
-        v /= 1024
-    return str(n)
 
 
 def _when(ts: float | None) -> str:
@@ -151,7 +141,7 @@ def add_dashboard(
         loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
         autoescape=select_autoescape(["html"]),
     )
-    env.filters.update(ago=_ago, duration=_duration, bytes=_bytes, when=_when)
+    env.filters.update(ago=_ago, duration=_duration, bytes=format_bytes, when=_when)
     env.globals["quote"] = quote
 
     def render(name: str, request: Request, caller: Caller | None, **ctx: Any) -> HTMLResponse:

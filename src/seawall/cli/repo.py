@@ -1,36 +1,32 @@
 """``seawall repo ...`` and ``seawall volume ...``: the repository engine on the command line.
 
 Two module-level click groups, :data:`repo_group` and :data:`volume_group`, which the
-root ``seawall`` command adds. The passphrase comes from ``SEAWALL_PASSPHRASE`` or
-``--passphrase-file`` and never from argv (it would show in ``ps`` and shell history).
-Errors print one line and exit with the code of their class in :mod:`seawall.errors`.
+root ``seawall`` command adds; they also run on their own (``bench/repo.py`` and the
+crash tests call them directly), failing the same way (:class:`CommandGroup`). They use
+:mod:`seawall.repo` and :mod:`seawall.storage` only, never the service stack. The
+passphrase comes from ``SEAWALL_PASSPHRASE`` or ``--passphrase-file`` and never from argv
+(it would show in ``ps`` and shell history).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, is_dataclass
-from datetime import datetime
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from seawall.errors import IntegrityError, InvalidInput, NotFound, SeawallError
+from seawall.cli.output import CommandGroup, emit, jsonable
+from seawall.errors import IntegrityError, InvalidInput, NotFound
 from seawall.repo import FileSource, Repository, VolumeImage, init_sharing, sync
 from seawall.storage import StorageBackend, open_storage
-from seawall.storage.wrappers import (
-    RateLimited,
-    Retrying,
-    TokenBucket,
-    parse_size,
-    parse_windows,
-)
+from seawall.storage.wrappers import RateLimited, Retrying, TokenBucket, parse_windows
+from seawall.units import format_bytes, parse_rate
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,23 +38,6 @@ NEW_PASSPHRASE_ENV = "SEAWALL_NEW_PASSPHRASE"
 # --------------------------------------------------------------------------------------
 # Plumbing shared by the commands
 # --------------------------------------------------------------------------------------
-
-
-def _fail_cleanly(fn: F) -> F:
-    """Map the error tree to one stderr line and the class's exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SeawallError as exc:
-            click.echo(f"seawall: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except ValueError as exc:
-            click.echo(f"seawall: error: {exc}", err=True)
-            sys.exit(InvalidInput.exit_code)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _read_secret(env: str, path: str | None, what: str) -> str:
@@ -104,25 +83,6 @@ def _open_url(url: str, passphrase_file: str | None, options: tuple[str, ...]) -
     return _open(
         url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
     )
-
-
-def _jsonable(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
-def _emit(as_json: bool, value: Any, text: str) -> None:
-    if as_json:
-        click.echo(json.dumps(_jsonable(value), indent=1, sort_keys=True))
-    else:
-        click.echo(text)
 
 
 @contextlib.contextmanager
@@ -174,16 +134,19 @@ def _common(fn: F) -> F:
     return fn
 
 
+def _new_passphrase(fn: F) -> F:
+    """The options of the commands that make a key slot for a new passphrase."""
+    fn = click.option("--kdf", type=click.Choice(["default", "fast"]), default="default")(fn)
+    fn = click.option(
+        "--new-passphrase-file",
+        type=click.Path(dir_okay=False),
+        help=f"File with the new passphrase (default: ${NEW_PASSPHRASE_ENV}).",
+    )(fn)
+    return fn
+
+
 def _json_flag(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(fn)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return str(n)
 
 
 # --------------------------------------------------------------------------------------
@@ -191,7 +154,7 @@ def _human(n: float) -> str:
 # --------------------------------------------------------------------------------------
 
 
-@click.group("repo")
+@click.group("repo", cls=CommandGroup)
 def repo_group() -> None:
     """Create, check, maintain and replicate repositories."""
 
@@ -214,7 +177,6 @@ def repo_group() -> None:
 )
 @_common
 @_json_flag
-@_fail_cleanly
 def repo_init(
     url: str,
     chunk_size: int | None,
@@ -229,7 +191,7 @@ def repo_init(
     opts = _options(options)
     source = _open(key_from, pw, opts) if key_from else None
     repo = Repository.init(_storage(url, opts), pw, chunk_size=chunk_size, kdf=kdf, key_from=source)
-    _emit(
+    emit(
         as_json,
         {"id": repo.id, "url": url, "chunk_size": repo.chunk_size},
         f"created repository {repo.id} at {url}",
@@ -241,7 +203,6 @@ def repo_init(
 @click.option("--read-data", is_flag=True, help="Download and authenticate every byte.")
 @_common
 @_json_flag
-@_fail_cleanly
 def repo_check(
     url: str, read_data: bool, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
 ) -> None:
@@ -250,9 +211,8 @@ def repo_check(
     with _progress("checking", not as_json) as progress:
         report = repo.check(read_data=read_data, progress=progress)
     repo.close()
-    if as_json:
-        _emit(True, report, "")
-    else:
+
+    def human() -> None:  # the findings on stdout: they are the result, not a failure
         for w in report.warnings:
             click.echo(f"warning: {w}", err=True)
         for e in report.errors:
@@ -260,6 +220,8 @@ def repo_check(
         if report.damaged:
             click.echo("damaged: " + ", ".join(report.damaged))
         click.echo("no errors found" if report.ok else f"{len(report.errors)} error(s) found")
+
+    emit(as_json, report, human)
     if not report.ok:
         sys.exit(IntegrityError.exit_code)
 
@@ -268,7 +230,6 @@ def repo_check(
 @click.argument("url")
 @_common
 @_json_flag
-@_fail_cleanly
 def repo_stats(
     url: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
 ) -> None:
@@ -278,12 +239,12 @@ def repo_stats(
     repo.close()
     lines = [
         f"repository  {s['repository_id']}",
-        f"packs       {s['packs']} ({_human(s['pack_bytes'])})",
+        f"packs       {s['packs']} ({format_bytes(s['pack_bytes'])})",
         "manifests   " + ", ".join(f"{k}={v}" for k, v in sorted(s["manifests"].items())),
-        f"logical     {_human(s['logical_bytes'])}",
+        f"logical     {format_bytes(s['logical_bytes'])}",
         f"dedup ratio {s['dedup_ratio']}",
     ]
-    _emit(as_json, s, "\n".join(lines))
+    emit(as_json, s, "\n".join(lines))
 
 
 @repo_group.command("forget")
@@ -303,7 +264,6 @@ def repo_stats(
 @click.option("--dry-run", is_flag=True)
 @_common
 @_json_flag
-@_fail_cleanly
 def repo_forget(
     url: str,
     kind: str,
@@ -333,7 +293,7 @@ def repo_forget(
     )
     repo.close()
     verb = "would remove" if dry_run else "removed"
-    _emit(
+    emit(
         as_json,
         {"removed": removed, "dry_run": dry_run},
         "\n".join([*(f"{verb} {m}" for m in removed), f"{verb} {len(removed)} manifest(s)"]),
@@ -344,7 +304,6 @@ def repo_forget(
 @click.argument("url")
 @_common
 @_json_flag
-@_fail_cleanly
 def repo_prune(
     url: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
 ) -> None:
@@ -352,11 +311,11 @@ def repo_prune(
     repo = _open_url(url, passphrase_file, options)
     result = repo.prune()
     repo.close()
-    _emit(
+    emit(
         as_json,
         result,
         f"deleted {result['packs_deleted']} pack(s), repacked "
-        f"{result['packs_repacked']}, freed {_human(result['bytes_freed'])}",
+        f"{result['packs_repacked']}, freed {format_bytes(result['bytes_freed'])}",
     )
 
 
@@ -376,9 +335,10 @@ def _sync_cmd(
 ) -> None:
     src = _open(src_url, src_pw, options)
     dst_storage = _storage(dst_url, dst_options)
-    rate = parse_size(limit_rate) if limit_rate else 0
+    rate = parse_rate(limit_rate, field="--limit-rate") if limit_rate else 0
     if limit_windows:
-        dst_storage = RateLimited(dst_storage, TokenBucket(rate, parse_windows(limit_windows)))
+        windows = parse_windows(limit_windows, field="--limit-windows")
+        dst_storage = RateLimited(dst_storage, TokenBucket(rate, windows))
         rate = 0
     try:
         dst_storage.stat("config")
@@ -390,18 +350,18 @@ def _sync_cmd(
         stats = sync(src, dst, manifests=manifests or None, rate_limit=rate, progress=progress)
     src.close()
     dst.close()
-    _emit(
+    emit(
         as_json,
         stats,
         f"{verb}: {stats.manifests_sent} manifest(s), {stats.objects_sent} "
-        f"object(s), {_human(stats.bytes_sent)} sent; {stats.skipped} already there",
+        f"object(s), {format_bytes(stats.bytes_sent)} sent; {stats.skipped} already there",
     )
 
 
 @repo_group.command("sync")
 @click.argument("src")
 @click.argument("dst")
-@click.option("--limit-rate", default=None, metavar="RATE", help="e.g. 50MiB/s")
+@click.option("--limit-rate", default=None, metavar="RATE", help="e.g. 50MiB/s or 50M.")
 @click.option(
     "--limit-windows",
     default=None,
@@ -417,7 +377,6 @@ def _sync_cmd(
 @click.option("--dst-option", "dst_options", multiple=True, metavar="KEY=VALUE")
 @_common
 @_json_flag
-@_fail_cleanly
 def repo_sync(
     src: str,
     dst: str,
@@ -457,7 +416,6 @@ def repo_sync(
 @click.argument("directory", type=click.Path(file_okay=False))
 @_common
 @_json_flag
-@_fail_cleanly
 def repo_export(
     url: str, directory: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
 ) -> None:
@@ -483,7 +441,6 @@ def repo_export(
 @click.argument("url")
 @_common
 @_json_flag
-@_fail_cleanly
 def repo_import(
     directory: str, url: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
 ) -> None:
@@ -513,7 +470,6 @@ def key_group() -> None:
 @click.argument("url")
 @_common
 @_json_flag
-@_fail_cleanly
 def key_list(
     url: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
 ) -> None:
@@ -524,20 +480,14 @@ def key_list(
         f"{'*' if s.id == repo.slot_id else ' '} {s.id}  {s.created_at}  {s.hostname}  kdf={s.kdf}"
         for s in slots
     )
-    _emit(as_json, [{**asdict(s), "current": s.id == repo.slot_id} for s in slots], text)
+    emit(as_json, [{**asdict(s), "current": s.id == repo.slot_id} for s in slots], text)
 
 
 @key_group.command("add")
 @click.argument("url")
-@click.option(
-    "--new-passphrase-file",
-    type=click.Path(dir_okay=False),
-    help=f"File with the new passphrase (default: ${NEW_PASSPHRASE_ENV}).",
-)
-@click.option("--kdf", type=click.Choice(["default", "fast"]), default="default")
+@_new_passphrase
 @_common
 @_json_flag
-@_fail_cleanly
 def key_add(
     url: str,
     new_passphrase_file: str | None,
@@ -550,7 +500,7 @@ def key_add(
     repo = _open_url(url, passphrase_file, options)
     new = _read_secret(NEW_PASSPHRASE_ENV, new_passphrase_file, "new passphrase")
     slot = repo.add_key(new, kdf=kdf)
-    _emit(as_json, {"id": slot}, f"added key slot {slot}")
+    emit(as_json, {"id": slot}, f"added key slot {slot}")
 
 
 @key_group.command("remove")
@@ -558,27 +508,20 @@ def key_add(
 @click.argument("slot")
 @_common
 @_json_flag
-@_fail_cleanly
 def key_remove(
     url: str, slot: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
 ) -> None:
     """Remove a key slot (never the last one)."""
     repo = _open_url(url, passphrase_file, options)
     repo.remove_key(slot)
-    _emit(as_json, {"removed": slot}, f"removed key slot {slot}")
+    emit(as_json, {"removed": slot}, f"removed key slot {slot}")
 
 
 @key_group.command("passwd")
 @click.argument("url")
-@click.option(
-    "--new-passphrase-file",
-    type=click.Path(dir_okay=False),
-    help=f"File with the new passphrase (default: ${NEW_PASSPHRASE_ENV}).",
-)
-@click.option("--kdf", type=click.Choice(["default", "fast"]), default="default")
+@_new_passphrase
 @_common
 @_json_flag
-@_fail_cleanly
 def key_passwd(
     url: str,
     new_passphrase_file: str | None,
@@ -591,7 +534,7 @@ def key_passwd(
     repo = _open_url(url, passphrase_file, options)
     new = _read_secret(NEW_PASSPHRASE_ENV, new_passphrase_file, "new passphrase")
     slot = repo.change_passphrase(new, kdf=kdf)
-    _emit(as_json, {"id": slot}, f"passphrase changed (new key slot {slot})")
+    emit(as_json, {"id": slot}, f"passphrase changed (new key slot {slot})")
 
 
 # --------------------------------------------------------------------------------------
@@ -599,7 +542,7 @@ def key_passwd(
 # --------------------------------------------------------------------------------------
 
 
-@click.group("volume")
+@click.group("volume", cls=CommandGroup)
 def volume_group() -> None:
     """Store and restore volume images."""
 
@@ -617,7 +560,7 @@ def _load_extents(path: str) -> list[tuple[int, int]]:
 
 
 def _image_dict(v: VolumeImage) -> dict[str, Any]:
-    return dict(_jsonable(v))
+    return dict(jsonable(v))
 
 
 @volume_group.command("put")
@@ -633,7 +576,6 @@ def _image_dict(v: VolumeImage) -> dict[str, Any]:
 )
 @_common
 @_json_flag
-@_fail_cleanly
 def volume_put(
     url: str,
     name: str,
@@ -652,7 +594,7 @@ def volume_put(
     with FileSource(file) as src, _progress(f"put {name}", not as_json) as progress:
         img = repo.write_volume(name, src, base=base, extents=extents, progress=progress)
     repo.close()
-    _emit(as_json, _image_dict(img), img.id)
+    emit(as_json, _image_dict(img), img.id)
 
 
 def _open_direct(path: Path) -> int | None:
@@ -687,7 +629,6 @@ def _resolve(repo: Repository, name: str | None, ident: str | None) -> VolumeIma
 @click.argument("out", type=click.Path(dir_okay=False))
 @_common
 @_json_flag
-@_fail_cleanly
 def volume_get(
     url: str,
     ref: str,
@@ -726,7 +667,7 @@ def volume_get(
         raise
     finally:
         repo.close()
-    _emit(
+    emit(
         as_json,
         {**_image_dict(img), "out": str(target), "bytes_written": done},
         f"restored {img.name}@{img.id[:12]} to {target}",
@@ -738,7 +679,6 @@ def volume_get(
 @click.option("--name", default=None, help="Only images of this volume.")
 @_common
 @_json_flag
-@_fail_cleanly
 def volume_list(
     url: str, name: str | None, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
 ) -> None:
@@ -747,8 +687,8 @@ def volume_list(
     images = repo.list_volumes(name)
     repo.close()
     text = "\n".join(
-        f"{v.id[:16]}  {v.created_at:%Y-%m-%d %H:%M:%S}  {v.name:20}  {_human(v.size):>10}  "
-        f"new {_human(v.bytes_new)}"
+        f"{v.id[:16]}  {v.created_at:%Y-%m-%d %H:%M:%S}  {v.name:20}  {format_bytes(v.size):>10}  "
+        f"new {format_bytes(v.bytes_new)}"
         for v in images
     )
-    _emit(as_json, [_image_dict(v) for v in images], text)
+    emit(as_json, [_image_dict(v) for v in images], text)

@@ -24,7 +24,7 @@ from seawall import errors
 from seawall.api.auth import LocalTokens, Unauthorized
 from seawall.model import Selector
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "api"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 from test_serve import free_port, serve
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,108 @@
+"""``seawall checkpoint ...``: recovery points, from the state database or a repository."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+from rich.table import Table
+
+from seawall.cli.context import Ctx, pass_ctx
+from seawall.cli.output import CommandGroup, emit, out
+from seawall.errors import CorruptObject, InvalidInput
+from seawall.model import Checkpoint, dump
+from seawall.units import format_bytes
+
+
+@click.group("checkpoint", cls=CommandGroup)
+def checkpoint_group() -> None:
+    """Recovery points."""
+
+
+@checkpoint_group.command("list")
+@click.option("--workload", "workload_name")
+@click.option("--site", "site_name", help="Read the site's repository (works without the DB).")
+@pass_ctx
+def checkpoint_list(ctx: Ctx, workload_name: str | None, site_name: str | None) -> None:
+    """List checkpoints, newest first."""
+    if ctx.remote:
+        if site_name:
+            raise InvalidInput(
+                "reads the site's repository from this machine; it is local-only "
+                "(run without --url, or leave out --site)",
+                field="--site",
+            )
+        _table(ctx, ctx.remote.checkpoint_rows(workload_name))
+        return
+    cps = (
+        ctx.service.catalogue(site_name, workload_name)
+        if site_name
+        else ctx.service.list_checkpoints(workload_name)
+    )
+    _table(ctx, [_row(ctx, c) for c in cps])
+
+
+def _row(ctx: Ctx, c: Checkpoint) -> dict[str, Any]:
+    """A checkpoint as ``checkpoint list`` shows it (the same row as client mode's)."""
+    return {
+        "id": c.id,
+        "workload": c.workload,
+        "site": c.site,
+        "created_at": c.created_at,
+        "volumes": len(c.volumes),
+        "consistency": c.consistency.value,
+        "bytes_read": sum(v.bytes_read for v in c.volumes),
+        "bytes_stored": sum(v.bytes_stored for v in c.volumes),
+        "copies": ctx.service.db.checkpoint_sites(c.id),
+    }
+
+
+def _table(ctx: Ctx, rows: list[dict[str, Any]]) -> None:
+    def human() -> None:
+        t = Table("id", "workload", "created", "volumes", "consistency", "read", "stored", "copies")
+        for r in rows:
+            t.add_row(
+                r["id"],
+                r["workload"],
+                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["created_at"])),
+                str(r["volumes"]),
+                r["consistency"],
+                format_bytes(r["bytes_read"]),
+                format_bytes(r["bytes_stored"]),
+                ",".join(r["copies"]),
+            )
+        out.print(t)
+
+    emit(ctx.as_json, rows, human)
+
+
+@checkpoint_group.command("show")
+@click.argument("checkpoint_id")
+@pass_ctx
+def checkpoint_show(ctx: Ctx, checkpoint_id: str) -> None:
+    """Show a checkpoint: graph, volumes, diff against its parent."""
+    cp = ctx.service.get_checkpoint(checkpoint_id)
+    emit(ctx.as_json, {**dump(cp), "copies": ctx.service.db.checkpoint_sites(cp.id)})
+
+
+@checkpoint_group.command("verify")
+@click.argument("checkpoint_id")
+@click.option("--site", "site_name")
+@pass_ctx
+def checkpoint_verify(ctx: Ctx, checkpoint_id: str, site_name: str | None) -> None:
+    """Read back and authenticate every byte of a checkpoint."""
+    report = ctx.service.verify_checkpoint(checkpoint_id, site_name)
+
+    def human() -> None:
+        for s, r in report["sites"].items():
+            out.print(f"{s}: {'[green]ok[/]' if r['ok'] else '[red]DAMAGED[/]'}")
+            for v in r["volumes"]:
+                out.print(
+                    f"  {v['volume_id']}: {'ok' if v['ok'] else v['why']} "
+                    f"({format_bytes(v['bytes'])})"
+                )
+
+    emit(ctx.as_json, report, human)
+    if not report["ok"]:  # the report names the damage; the exit code says it is damage
+        raise SystemExit(CorruptObject.exit_code)
