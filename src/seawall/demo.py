@@ -45,6 +45,7 @@ from seawall.model import (
     dump,
 )
 from seawall.service import Service
+from seawall.units import format_bytes
 
 K = ResourceKind
 MiB = 1 << 20
@@ -479,9 +480,9 @@ class Demo:
                 p["state"],
                 "yes" if p["verified"] else "NO",
                 f"{p['rto_seconds']:.1f}s" if p.get("rto_seconds") is not None else "-",
-                human_bytes(cp.get("bytes_read", 0)) if cp else "-",
-                human_bytes(cp.get("bytes_stored", 0)) if cp else "-",
-                human_bytes(p.get("bytes_sent", 0)),
+                format_bytes(cp.get("bytes_read", 0)) if cp else "-",
+                format_bytes(cp.get("bytes_stored", 0)) if cp else "-",
+                format_bytes(p.get("bytes_sent", 0)),
                 f"{p['duration_seconds']:.1f}s" if p.get("duration_seconds") is not None else "-",
             )
         wide = Console(
@@ -495,15 +496,6 @@ class Demo:
             f"drill residue: {report['phases'].get('drill', {}).get('residue')}; "
             f"total {report['total_seconds']}s; report: {self.dir / 'report.json'}"
         )
-
-
-def human_bytes(n: float) -> str:
-    """1536 -> '1.5 KiB' (binary units, as storage is sold)."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n}"
 
 
 class DemoFailed(Exception):

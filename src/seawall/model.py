@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from seawall.errors import InvalidInput, InvalidTransition
+from seawall.units import parse_rate
 
 T = TypeVar("T")
 
@@ -85,7 +86,7 @@ def _load(tp: Any, data: Any, path: str) -> Any:
         kwargs = {}
         for f in dataclasses.fields(tp):
             if f.name in data:
-                kwargs[f.name] = _load(hints[f.name], data[f.name], f"{path}.{f.name}")
+                kwargs[f.name] = _load_field(f, hints[f.name], data[f.name], f"{path}.{f.name}")
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise InvalidInput("is required", field=f"{path}.{f.name}")
         try:
@@ -137,6 +138,16 @@ def _load(tp: Any, data: Any, path: str) -> Any:
             raise InvalidInput(f"expected {want}, got {_show(data)}", field=path)
         return data
     return data
+
+
+def _load_field(f: dataclasses.Field[Any], tp: Any, data: Any, path: str) -> Any:
+    """One field of a dataclass; text for a field with a ``from_text`` parser in its
+    metadata (:data:`RATE`) goes through that parser, so files and the API accept
+    ``50MiB/s`` where the field holds bytes per second."""
+    parse = f.metadata.get("from_text")
+    if parse is not None and isinstance(data, str):
+        return parse(data, field=path)
+    return _load(tp, data, path)
 
 
 def _rebase(exc: InvalidInput, head: str, path: str) -> InvalidInput:
@@ -537,18 +548,23 @@ class Retention:
             raise InvalidInput("must keep at least the newest checkpoint", field="retention.last")
 
 
+#: Field metadata of a bytes-per-second field: besides an integer, :func:`load` takes text
+#: in :mod:`seawall.units`' one grammar (``50MiB/s``, ``50M``), as the CLI does.
+RATE: Mapping[str, Any] = {"from_text": parse_rate}
+
+
 @dataclass(frozen=True)
 class BandwidthWindow:
     """A daily window (UTC hours, ``start`` inclusive, ``end`` exclusive) with its own rate."""
 
     start_hour: int
     end_hour: int
-    bytes_per_second: int
+    bytes_per_second: int = field(metadata=RATE)
 
 
 @dataclass(frozen=True)
 class Bandwidth:
-    bytes_per_second: int = 0  #: 0 means unlimited
+    bytes_per_second: int = field(default=0, metadata=RATE)  #: 0 means unlimited
     windows: tuple[BandwidthWindow, ...] = ()
 
     def rate_at(self, hour: int) -> int:
