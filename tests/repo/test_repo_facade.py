@@ -226,7 +226,7 @@ def test_two_writers_share_the_repository(storage: MemoryStorage) -> None:
 def test_prune_waits_for_no_writer(storage: MemoryStorage) -> None:
     a = Repository.init(storage, PASS, kdf="fast")
     b = Repository.open(storage, PASS)
-    with a._locked(False), pytest.raises(TransientError):
+    with a.locked(False), pytest.raises(TransientError):
         b.prune()
     b.prune()  # lock released: fine now
 

@@ -56,7 +56,7 @@ def test_flipped_chunk_names_the_image_and_read_refuses(
     ids_a = {c for c in repo.chunk_list(repo.load_manifest(a)) if any(c)}
     ids_b = set(repo.chunk_list(repo.load_manifest(b)))
     victim = sorted(ids_a - ids_b)[0]
-    loc = repo._index[victim]
+    loc = repo.index[victim]
     _flip(storage, f"data/{loc.pack.hex()[:2]}/{loc.pack.hex()}", loc.entry.offset + 40)
     fresh = Repository.open(storage, PASS)
     assert fresh.check().ok  # structure is intact ...
@@ -79,7 +79,7 @@ def test_truncated_pack_is_found_by_structural_check(
     repo, a, _, _ = filled
     storage = repo.storage
     assert isinstance(storage, MemoryStorage)
-    loc = repo._index[next(c for c in repo.chunk_list(repo.load_manifest(a)) if any(c))]
+    loc = repo.index[next(c for c in repo.chunk_list(repo.load_manifest(a)) if any(c))]
     key = f"data/{loc.pack.hex()[:2]}/{loc.pack.hex()}"
     storage.put(key, storage.get(key)[: loc.entry.offset + 10])
     fresh = Repository.open(storage, PASS)
@@ -92,7 +92,7 @@ def test_truncated_pack_is_found_by_structural_check(
 
 def test_missing_pack_is_reported(filled: tuple[Repository, str, str, bytes]) -> None:
     repo, a, _, _ = filled
-    loc = repo._index[next(c for c in repo.chunk_list(repo.load_manifest(a)) if any(c))]
+    loc = repo.index[next(c for c in repo.chunk_list(repo.load_manifest(a)) if any(c))]
     repo.storage.delete(f"data/{loc.pack.hex()[:2]}/{loc.pack.hex()}")
     report = Repository.open(repo.storage, PASS).check()
     assert not report.ok and a in report.damaged

@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from seawall.errors import CorruptObject, InvalidInput, UnsupportedVersion
 
+#: Where key slots live on storage: ``keys/<slot id>``.
+KEYS_PREFIX = "keys/"
 KEY_FORMAT = "seawall-key"
 KEY_VERSION = 1
 

@@ -1,34 +1,30 @@
-"""Maintenance: check, stats, forget by retention rules, prune.
+"""Maintenance: check, stats, forget by retention rules, prune (format §10 and §11).
 
 The one rule prune lives by: a blob is deleted only if no remaining volume image or
 stream references it, and every remaining manifest is a root. It runs under the
 exclusive lock, so no writer can be between "packs written" and "manifest written".
+
+These functions work on the layers below the repository facade (the blob store with its
+index and packs, and the manifest store) through their public methods only; the facade
+(:class:`~seawall.repo.repository.Repository`) takes the lock and calls them.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from seawall.errors import CorruptObject, InvalidInput, NotFound
 from seawall.repo.format import HOLE, BlobEntry, ObjectType, hash_id
-from seawall.repo.repository import (
-    DATA_KINDS,
-    DATA_PREFIX,
-    INDEX_PREFIX,
-    KEYS_PREFIX,
-    LOCK_PREFIX,
-    CheckReport,
-    Located,
-    Manifest,
-    _PackWriter,
-    pack_key,
-)
-
-if TYPE_CHECKING:
-    from seawall.repo.repository import Repository
+from seawall.repo.index import INDEX_PREFIX
+from seawall.repo.keyfile import KEYS_PREFIX
+from seawall.repo.locks import LOCK_PREFIX
+from seawall.repo.manifest import DATA_KINDS, Manifest, ManifestStore, describe
+from seawall.repo.pack import DATA_PREFIX, Located, pack_key, read_trailer, stored_packs
+from seawall.repo.store import BlobStore
+from seawall.retention import KeepRules, select_kept
 
 log = logging.getLogger(__name__)
 
@@ -36,372 +32,393 @@ log = logging.getLogger(__name__)
 REPACK_THRESHOLD = 0.2
 
 
-def _stored_packs(repo: Repository) -> dict[bytes, int]:
-    return {bytes.fromhex(b.key.rsplit("/", 1)[-1]): b.size for b in repo.storage.list(DATA_PREFIX)}
+@dataclass
+class CheckReport:
+    """``damaged`` names every volume image, stream and manifest a problem affects."""
 
-
-def _describe(m: Manifest) -> str:
-    name = m.body.get("name") or m.labels.get("name") or ""
-    return f"{'volume image' if m.kind == 'volume' else m.kind} {m.id}" + (
-        f" ({name})" if name else ""
-    )
+    ok: bool
+    errors: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------
 # check
 # --------------------------------------------------------------------------------------
+class _Check:
+    """One run of ``check``: each step adds errors, warnings and damaged ids."""
+
+    def __init__(self, blobs: BlobStore, manifests: ManifestStore) -> None:
+        self.blobs = blobs
+        self.store = manifests
+        self.storage = blobs.storage
+        self.keys = blobs.keys
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.damaged: set[str] = set()
+        self.bad: dict[bytes, str] = {}  # blob id -> why it is unusable
+        self.indexed: dict[bytes, dict[bytes, BlobEntry]] = {}
+        self.stored: dict[bytes, int] = {}
+        self.where: dict[bytes, Located] = {}
+        self.manifests: dict[str, Manifest] = {}
+        self.users: dict[bytes, set[str]] = {}  # blob id -> manifests that use it
+
+    def index_files(self) -> None:
+        """1. index files, read fresh from storage."""
+        index_damaged = False
+        for b in self.storage.list(INDEX_PREFIX):
+            try:
+                packs = self.blobs.index.load_file(b.key)
+            except CorruptObject as exc:
+                self.errors.append(str(exc))
+                index_damaged = True
+                continue
+            for pack_id, listed in packs.items():
+                slot = self.indexed.setdefault(pack_id, {})
+                for e in listed:
+                    slot.setdefault(e.id, e)
+        self.stored = stored_packs(self.storage)
+        if index_damaged:
+            # Recover locations from the packs themselves so damage is attributed precisely.
+            for pack_id, size in self.stored.items():
+                if pack_id not in self.indexed:
+                    try:
+                        entries = read_trailer(self.storage, self.keys, pack_id, size)
+                    except CorruptObject as exc:
+                        self.errors.append(str(exc))
+                        continue
+                    self.indexed[pack_id] = {e.id: e for e in entries}
+        for pack_id, by_id in self.indexed.items():
+            for e in by_id.values():
+                self.where.setdefault(e.id, Located(pack_id, e))
+
+    def packs(self) -> None:
+        """2. packs named by the index exist and are long enough."""
+        for pack_id, by_id in self.indexed.items():
+            psize = self.stored.get(pack_id)
+            if psize is None:
+                self.errors.append(f"pack {pack_id.hex()} is listed in the index but missing")
+                for bid in by_id:
+                    self.bad[bid] = "pack missing"
+                continue
+            end = max((e.offset + e.length for e in by_id.values()), default=0)
+            if psize < end:
+                self.errors.append(
+                    f"pack {pack_id.hex()} is truncated ({psize} of at least {end} bytes)"
+                )
+                for e in by_id.values():
+                    if e.offset + e.length > psize:
+                        self.bad[e.id] = "pack truncated"
+        for pack_id in sorted(set(self.stored) - set(self.indexed)):
+            self.warnings.append(
+                f"pack {pack_id.hex()} is in no index (left by an interrupted writer; "
+                "`repo prune` removes it)"
+            )
+
+    def manifest_refs(self) -> None:
+        """3. manifests (re-read from storage, not the cache) and their references."""
+        for mid in self.store.ids():
+            try:
+                self.manifests[mid] = self.store.load(mid, cached=False)
+            except (CorruptObject, NotFound) as exc:
+                self.errors.append(str(exc))
+                self.damaged.add(mid)
+        for m in self.manifests.values():
+            for r in m.refs:
+                if r not in self.manifests:
+                    self.errors.append(f"{describe(m)} refers to missing manifest {r}")
+                    self.damaged.add(m.id)
+
+    def chunks(self) -> None:
+        """4. volume images and streams: chunk lists and chunks are all indexed."""
+        for m in self.manifests.values():
+            if m.kind in DATA_KINDS:
+                self._chunks_of(m)
+
+    def _chunks_of(self, m: Manifest) -> None:
+        pieces = [bytes.fromhex(h) for h in m.body.get("chunk_list", [])]
+        for p in pieces:
+            self.users.setdefault(p, set()).add(m.id)
+        missing_pieces = [p for p in pieces if p not in self.where]
+        if missing_pieces:
+            self.errors.append(f"{describe(m)}: {len(missing_pieces)} chunk-list blob(s) missing")
+            self.damaged.add(m.id)
+            return
+        try:
+            ids = self.blobs.chunk_list(m)
+        except CorruptObject as exc:
+            self.errors.append(f"{describe(m)}: chunk list unreadable: {exc}")
+            self.damaged.add(m.id)
+            return
+        missing = 0
+        for cid in ids:
+            if cid == HOLE:
+                continue
+            self.users.setdefault(cid, set()).add(m.id)
+            if cid not in self.where:
+                missing += 1
+        if missing:
+            self.errors.append(f"{describe(m)}: {missing} chunk(s) missing from the repository")
+            self.damaged.add(m.id)
+
+    def read_data(self, progress: Callable[[int, int], None] | None) -> None:
+        """5. read every byte: pack hashes, every blob, every trailer."""
+        total = sum(self.stored.values())
+        done = 0
+        for pack_id in sorted(self.stored):
+            size = self.stored[pack_id]
+            self._read_pack(pack_id, size)
+            done += size
+            if progress is not None:
+                progress(done, total)
+
+    def _read_pack(self, pack_id: bytes, size: int) -> None:
+        what = f"pack {pack_id.hex()}"
+        try:
+            data = self.storage.get(pack_key(pack_id))
+        except NotFound:
+            self.errors.append(f"{what} vanished during check")
+            return
+        if hash_id(data).hex() != pack_id.hex():
+            self.errors.append(f"{what}: content does not match its name (damaged)")
+        keys = self.keys
+        for e in self.indexed.get(pack_id, {}).values():
+            blob = data[e.offset : e.offset + e.length]
+            try:
+                plain = keys.unseal(
+                    blob, e.id, expect_type=e.type, what=f"{what}: blob {e.id.hex()}"
+                )
+                if len(plain) != e.raw_length or keys.chunk_id(plain) != e.id:
+                    raise CorruptObject(f"{what}: blob {e.id.hex()} does not match its id")
+            except CorruptObject as exc:
+                self.bad[e.id] = str(exc)
+        try:
+            read_trailer(self.storage, keys, pack_id, size)
+        except CorruptObject as exc:
+            self.errors.append(str(exc))
+
+    def attribute(self) -> CheckReport:
+        """6. attribute damaged blobs to the images that use them, and to every manifest
+        that (transitively) keeps a damaged one alive."""
+        per_image: dict[str, int] = {}
+        for bid, why in self.bad.items():
+            for mid in self.users.get(bid, ()):
+                per_image[mid] = per_image.get(mid, 0) + 1
+            if bid not in self.users:
+                self.warnings.append(f"unreferenced blob {bid.hex()} is damaged ({why})")
+        for mid, count in sorted(per_image.items()):
+            self.errors.append(f"{describe(self.manifests[mid])}: {count} damaged chunk(s)")
+            self.damaged.add(mid)
+        changed = True
+        while changed:
+            changed = False
+            for m in self.manifests.values():
+                if m.id not in self.damaged and any(r in self.damaged for r in m.refs):
+                    self.damaged.add(m.id)
+                    changed = True
+        return CheckReport(
+            ok=not self.errors,
+            errors=self.errors,
+            damaged=sorted(self.damaged),
+            warnings=self.warnings,
+        )
+
+
 def check(
-    repo: Repository,
+    blobs: BlobStore,
+    manifests: ManifestStore,
     *,
     read_data: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> CheckReport:
     """Structure always; with ``read_data`` every pack is downloaded and every blob
     authenticated and compared with its id."""
-    errors: list[str] = []
-    warnings: list[str] = []
-    damaged: set[str] = set()
-    bad: dict[bytes, str] = {}
-
-    # 1. index files, read fresh from storage
-    indexed: dict[bytes, dict[bytes, BlobEntry]] = {}
-    index_damaged = False
-    for b in repo.storage.list(INDEX_PREFIX):
-        try:
-            packs = repo._load_index_file(b.key)
-        except CorruptObject as exc:
-            errors.append(str(exc))
-            index_damaged = True
-            continue
-        for pack_id, listed in packs.items():
-            slot = indexed.setdefault(pack_id, {})
-            for e in listed:
-                slot.setdefault(e.id, e)
-    stored = _stored_packs(repo)
-    if index_damaged:
-        # Recover locations from the packs themselves so damage is attributed precisely.
-        for pack_id, size in stored.items():
-            if pack_id not in indexed:
-                try:
-                    indexed[pack_id] = {e.id: e for e in repo.read_pack_trailer(pack_id, size)}
-                except CorruptObject as exc:
-                    errors.append(str(exc))
-    where: dict[bytes, Located] = {}
-    for pack_id, by_id in indexed.items():
-        for e in by_id.values():
-            where.setdefault(e.id, Located(pack_id, e))
-
-    # 2. packs named by the index exist and are long enough
-    for pack_id, by_id in indexed.items():
-        psize = stored.get(pack_id)
-        if psize is None:
-            errors.append(f"pack {pack_id.hex()} is listed in the index but missing")
-            for bid in by_id:
-                bad[bid] = "pack missing"
-            continue
-        end = max((e.offset + e.length for e in by_id.values()), default=0)
-        if psize < end:
-            errors.append(f"pack {pack_id.hex()} is truncated ({psize} of at least {end} bytes)")
-            for e in by_id.values():
-                if e.offset + e.length > psize:
-                    bad[e.id] = "pack truncated"
-    for pack_id in sorted(set(stored) - set(indexed)):
-        warnings.append(
-            f"pack {pack_id.hex()} is in no index (left by an interrupted writer; "
-            "`repo prune` removes it)"
-        )
-
-    # 3. manifests and their references
-    manifests: dict[str, Manifest] = {}
-    for mid in repo.manifest_ids():
-        with repo._mutex:
-            repo._manifests.pop(mid, None)  # re-read from storage, not the cache
-        try:
-            manifests[mid] = repo.load_manifest(mid)
-        except (CorruptObject, NotFound) as exc:
-            errors.append(str(exc))
-            damaged.add(mid)
-    for m in manifests.values():
-        for r in m.refs:
-            if r not in manifests:
-                errors.append(f"{_describe(m)} refers to missing manifest {r}")
-                damaged.add(m.id)
-
-    # 4. volume images and streams: chunk lists and chunks are all indexed
-    users: dict[bytes, set[str]] = {}
-    for m in manifests.values():
-        if m.kind not in DATA_KINDS:
-            continue
-        pieces = [bytes.fromhex(h) for h in m.body.get("chunk_list", [])]
-        for p in pieces:
-            users.setdefault(p, set()).add(m.id)
-        missing_pieces = [p for p in pieces if p not in where]
-        if missing_pieces:
-            errors.append(f"{_describe(m)}: {len(missing_pieces)} chunk-list blob(s) missing")
-            damaged.add(m.id)
-            continue
-        try:
-            ids = repo.chunk_list(m)
-        except CorruptObject as exc:
-            errors.append(f"{_describe(m)}: chunk list unreadable: {exc}")
-            damaged.add(m.id)
-            continue
-        missing = 0
-        for cid in ids:
-            if cid == HOLE:
-                continue
-            users.setdefault(cid, set()).add(m.id)
-            if cid not in where:
-                missing += 1
-        if missing:
-            errors.append(f"{_describe(m)}: {missing} chunk(s) missing from the repository")
-            damaged.add(m.id)
-
-    # 5. read every byte
+    c = _Check(blobs, manifests)
+    c.index_files()
+    c.packs()
+    c.manifest_refs()
+    c.chunks()
     if read_data:
-        total = sum(stored.values())
-        done = 0
-        for pack_id in sorted(stored):
-            size = stored[pack_id]
-            what = f"pack {pack_id.hex()}"
-            try:
-                data = repo.storage.get(pack_key(pack_id))
-            except NotFound:
-                errors.append(f"{what} vanished during check")
-                continue
-            if hash_id(data).hex() != pack_id.hex():
-                errors.append(f"{what}: content does not match its name (damaged)")
-            for e in indexed.get(pack_id, {}).values():
-                blob = data[e.offset : e.offset + e.length]
-                try:
-                    plain = repo.keys.unseal(
-                        blob, e.id, expect_type=e.type, what=f"{what}: blob {e.id.hex()}"
-                    )
-                    if len(plain) != e.raw_length or repo.keys.chunk_id(plain) != e.id:
-                        raise CorruptObject(f"{what}: blob {e.id.hex()} does not match its id")
-                except CorruptObject as exc:
-                    bad[e.id] = str(exc)
-            try:
-                repo.read_pack_trailer(pack_id, size)
-            except CorruptObject as exc:
-                errors.append(str(exc))
-            done += size
-            if progress is not None:
-                progress(done, total)
-
-    # 6. attribute damaged blobs to the images that use them
-    per_image: dict[str, int] = {}
-    for bid, why in bad.items():
-        for mid in users.get(bid, ()):
-            per_image[mid] = per_image.get(mid, 0) + 1
-        if bid not in users:
-            warnings.append(f"unreferenced blob {bid.hex()} is damaged ({why})")
-    for mid, count in sorted(per_image.items()):
-        errors.append(f"{_describe(manifests[mid])}: {count} damaged chunk(s)")
-        damaged.add(mid)
-    # a manifest that keeps a damaged one alive is damaged too
-    changed = True
-    while changed:
-        changed = False
-        for m in manifests.values():
-            if m.id not in damaged and any(r in damaged for r in m.refs):
-                damaged.add(m.id)
-                changed = True
-    return CheckReport(ok=not errors, errors=errors, damaged=sorted(damaged), warnings=warnings)
+        c.read_data(progress)
+    return c.attribute()
 
 
 # --------------------------------------------------------------------------------------
 # stats
 # --------------------------------------------------------------------------------------
-def stats(repo: Repository) -> dict[str, Any]:
-    repo._refresh_index()
-    packs = list(repo.storage.list(DATA_PREFIX))
+_TYPE_NAMES = {
+    ObjectType.BLOB_DATA: "data",
+    ObjectType.BLOB_LIST: "list",
+    ObjectType.BLOB_STREAM: "stream",
+}
+
+
+def stats(blobs: BlobStore, manifests: ManifestStore, repository_id: str) -> dict[str, Any]:
+    """Counts and sizes of what the repository holds (``seawall repo stats``)."""
+    storage = blobs.storage
+    blobs.index.refresh()
+    packs = list(storage.list(DATA_PREFIX))
     by_type: dict[str, dict[str, int]] = {}
-    names = {
-        ObjectType.BLOB_DATA: "data",
-        ObjectType.BLOB_LIST: "list",
-        ObjectType.BLOB_STREAM: "stream",
-    }
-    with repo._mutex:
-        locs = list(repo._index.values())
-    for loc in locs:
+    for loc in blobs.index.locations():
         t = by_type.setdefault(
-            names.get(loc.entry.type, str(loc.entry.type)),
+            _TYPE_NAMES.get(loc.entry.type, str(loc.entry.type)),
             {"count": 0, "stored_bytes": 0, "raw_bytes": 0},
         )
         t["count"] += 1
         t["stored_bytes"] += loc.entry.length
         t["raw_bytes"] += loc.entry.raw_length
-    manifests = repo.list_manifests()
+    every = manifests.find()
     kinds: dict[str, int] = {}
-    for m in manifests:
+    for m in every:
         kinds[m.kind] = kinds.get(m.kind, 0) + 1
-    logical = sum(int(m.body.get("size", 0)) for m in manifests if m.kind in DATA_KINDS)
+    logical = sum(int(m.body.get("size", 0)) for m in every if m.kind in DATA_KINDS)
     pack_bytes = sum(b.size for b in packs)
     return {
-        "repository_id": repo.id,
-        "url": repo.storage.url,
+        "repository_id": repository_id,
+        "url": storage.url,
         "format_version": 1,
-        "chunk_size": repo.chunk_size,
+        "chunk_size": blobs.chunk_size,
         "packs": len(packs),
         "pack_bytes": pack_bytes,
-        "index_files": sum(1 for _ in repo.storage.list(INDEX_PREFIX)),
+        "index_files": sum(1 for _ in storage.list(INDEX_PREFIX)),
         "blobs": by_type,
         "manifests": kinds,
         "logical_bytes": logical,
         "dedup_ratio": round(logical / pack_bytes, 3) if pack_bytes else None,
-        "key_slots": sum(1 for _ in repo.storage.list(KEYS_PREFIX)),
-        "locks": sum(1 for _ in repo.storage.list(LOCK_PREFIX)),
+        "key_slots": sum(1 for _ in storage.list(KEYS_PREFIX)),
+        "locks": sum(1 for _ in storage.list(LOCK_PREFIX)),
     }
 
 
 # --------------------------------------------------------------------------------------
 # forget
 # --------------------------------------------------------------------------------------
-_BUCKETS: dict[str, Callable[[datetime], object]] = {
-    "hourly": lambda t: (t.year, t.month, t.day, t.hour),
-    "daily": lambda t: (t.year, t.month, t.day),
-    "weekly": lambda t: tuple(t.isocalendar())[:2],
-    "monthly": lambda t: (t.year, t.month),
-}
-
-
-def select_kept(items: Sequence[Manifest], rules: dict[str, int]) -> set[str]:
-    """restic's rules: the newest N; then per period the newest of each of the last N
-    periods that have one. A manifest kept by any rule is kept."""
-    newest_first = sorted(items, key=lambda m: (m.created_at, m.id), reverse=True)
-    keep = {m.id for m in newest_first[: rules.get("last", 0)]}
-    for period, fn in _BUCKETS.items():
-        want = rules.get(period, 0)
-        seen: list[object] = []
-        for m in newest_first:
-            if len(seen) >= want:
-                break
-            b = fn(m.created_at)
-            if b not in seen:
-                seen.append(b)
-                keep.add(m.id)
-    return keep
-
-
 def forget(
-    repo: Repository,
+    manifests: ManifestStore,
     kind: str,
     group_by: Sequence[str],
+    rules: KeepRules,
     *,
-    keep_last: int = 0,
-    keep_hourly: int = 0,
-    keep_daily: int = 0,
-    keep_weekly: int = 0,
-    keep_monthly: int = 0,
     dry_run: bool = False,
 ) -> list[str]:
-    rules = {
-        "last": keep_last,
-        "hourly": keep_hourly,
-        "daily": keep_daily,
-        "weekly": keep_weekly,
-        "monthly": keep_monthly,
-    }
-    if any(v < 0 for v in rules.values()):
-        raise InvalidInput("keep counts cannot be negative")
-    if not any(rules.values()):
+    """Delete the manifests of ``kind`` the rules do not keep, per group of equal
+    ``group_by`` labels (:func:`seawall.retention.select_kept`); return the deleted ids
+    (with the volume images and streams only they kept alive), oldest first per group."""
+    if not rules:
         raise InvalidInput("no --keep-* rule given; refusing to forget everything")
     groups: dict[tuple[str, ...], list[Manifest]] = {}
-    for m in repo.list_manifests(kind):
+    for m in manifests.find(kind):
         groups.setdefault(tuple(m.labels.get(k, "") for k in group_by), []).append(m)
     doomed: list[str] = []
     for key in sorted(groups):
         items = groups[key]
-        kept = select_kept(items, rules)
+        kept = select_kept({m.id: m.created_at.timestamp() for m in items}, rules)
         doomed.extend(
             m.id for m in sorted(items, key=lambda m: (m.created_at, m.id)) if m.id not in kept
         )
     if dry_run or not doomed:
         return doomed
-    return repo._delete_manifests(doomed)
+    return manifests.delete(doomed)
 
 
 # --------------------------------------------------------------------------------------
 # prune
 # --------------------------------------------------------------------------------------
-def prune(repo: Repository) -> dict[str, Any]:
+def _used_blobs(blobs: BlobStore, manifests: ManifestStore, ids: list[str]) -> set[bytes]:
+    """Every chunk-list piece and chunk a manifest reaches; a damaged manifest aborts
+    (its references are unknown)."""
+    used: set[bytes] = set()
+    for mid in ids:
+        m = manifests.load(mid)
+        if m.kind in DATA_KINDS:
+            used.update(bytes.fromhex(h) for h in m.body.get("chunk_list", []))
+            used.update(c for c in blobs.chunk_list(m) if c != HOLE)
+    return used
+
+
+@dataclass
+class _Plan:
+    """What prune does with each pack."""
+
+    keep: dict[bytes, list[BlobEntry]] = field(default_factory=dict)
+    delete: set[bytes] = field(default_factory=set)
+    repack: list[tuple[bytes, list[BlobEntry]]] = field(default_factory=list)
+    placed: set[bytes] = field(default_factory=set)
+
+
+def _plan(
+    current: dict[bytes, list[BlobEntry]], stored: dict[bytes, int], used: set[bytes]
+) -> _Plan:
+    plan = _Plan(delete=set(stored) - set(current))
+    for pack_id in sorted(current):
+        live = []
+        for e in current[pack_id]:
+            if e.id in used and e.id not in plan.placed:
+                live.append(e)
+                plan.placed.add(e.id)
+        size = stored.get(pack_id, 0)
+        live_bytes = sum(e.length for e in live)
+        if not live:
+            plan.delete.add(pack_id)
+        elif size and (size - live_bytes) / size > REPACK_THRESHOLD:
+            plan.repack.append((pack_id, live))
+        else:
+            plan.keep[pack_id] = live
+    return plan
+
+
+def _repack(blobs: BlobStore, plan: _Plan) -> dict[bytes, list[BlobEntry]]:
+    """Copy the live blobs of mostly-dead packs into new packs; return the new packs."""
+    writer = blobs.writer(publish=False)
+    for pack_id, live in plan.repack:
+        data = blobs.storage.get(pack_key(pack_id))
+        for e in live:
+            blob = data[e.offset : e.offset + e.length]
+            # Authenticate before copying, so prune never spreads damage into new packs.
+            blobs.keys.unseal(blob, e.id, expect_type=e.type, what=f"pack {pack_id.hex()}")
+            writer.add(e.id, e.type, blob, e.raw_length)
+        plan.delete.add(pack_id)
+    return writer.finish()
+
+
+def prune(blobs: BlobStore, manifests: ManifestStore) -> dict[str, Any]:
     """Delete every blob no remaining manifest reaches; rewrite mostly-dead packs.
 
     Order: new packs -> new index -> delete old index files -> delete packs, so a crash
     at any point leaves a readable repository (at worst with extra unreferenced data).
     """
-    repo._refresh_index()
-    with repo._mutex:
-        repo._manifests.clear()
-    used: set[bytes] = set()
-    ids = repo.manifest_ids()
-    for mid in ids:
-        m = repo.load_manifest(mid)  # a damaged manifest aborts prune: its refs are unknown
-        if m.kind in DATA_KINDS:
-            used.update(bytes.fromhex(h) for h in m.body.get("chunk_list", []))
-            used.update(c for c in repo.chunk_list(m) if c != HOLE)
-    stored = _stored_packs(repo)
-    if repo.index_errors:
-        current = repo.rebuild_index()
+    index, storage = blobs.index, blobs.storage
+    index.refresh()
+    manifests.forget_cached()
+    ids = manifests.ids()
+    used = _used_blobs(blobs, manifests, ids)
+    stored = stored_packs(storage)
+    if index.errors:
+        current = index.rebuild()
     else:
-        current = {p: e for p, e in repo.indexed_packs().items() if p in stored}
-    old_index_files = [b.key for b in repo.storage.list(INDEX_PREFIX)]
-
-    keep: dict[bytes, list[BlobEntry]] = {}
-    delete: set[bytes] = set(stored) - set(current)
-    repack: list[tuple[bytes, list[BlobEntry]]] = []
-    placed: set[bytes] = set()
-    freed = 0
-    for pack_id in sorted(current):
-        live = []
-        for e in current[pack_id]:
-            if e.id in used and e.id not in placed:
-                live.append(e)
-                placed.add(e.id)
-        size = stored.get(pack_id, 0)
-        live_bytes = sum(e.length for e in live)
-        if not live:
-            delete.add(pack_id)
-        elif size and (size - live_bytes) / size > REPACK_THRESHOLD:
-            repack.append((pack_id, live))
-        else:
-            keep[pack_id] = live
-    writer = _PackWriter(repo, auto_index=False)
-    for pack_id, live in repack:
-        data = repo.storage.get(pack_key(pack_id))
-        for e in live:
-            blob = data[e.offset : e.offset + e.length]
-            # Authenticate before copying, so prune never spreads damage into new packs.
-            repo.keys.unseal(blob, e.id, expect_type=e.type, what=f"pack {pack_id.hex()}")
-            writer.add(e.id, e.type, blob, e.raw_length)
-        delete.add(pack_id)
-    writer.flush_pack()
-    writer._wait_upload()
-    new_index = dict(keep)
-    new_index.update(writer.unindexed)
-    for pack_id in delete:
-        freed += stored.get(pack_id, 0)
-    for pack_id in writer.unindexed:
-        freed -= sum(e.length for e in writer.unindexed[pack_id])
-    with repo._mutex:
-        repo._index.clear()
-        repo._index_files.clear()
-        repo.index_errors.clear()
-    new_name = repo._publish_index(new_index) if new_index else None
+        current = {p: e for p, e in index.by_pack().items() if p in stored}
+    old_index_files = [b.key for b in storage.list(INDEX_PREFIX)]
+    plan = _plan(current, stored, used)
+    new_packs = _repack(blobs, plan)
+    new_index = dict(plan.keep)
+    new_index.update(new_packs)
+    freed = sum(stored.get(pack_id, 0) for pack_id in plan.delete)
+    freed -= sum(e.length for entries in new_packs.values() for e in entries)
+    index.clear()
+    new_name = index.publish(new_index) if new_index else None
     for name in old_index_files:
         if name != new_name:
-            repo.storage.delete(name)
-    for pack_id in sorted(delete):
-        repo.storage.delete(pack_key(pack_id))
-    missing = len(used - placed)
+            storage.delete(name)
+    for pack_id in sorted(plan.delete):
+        storage.delete(pack_key(pack_id))
+    missing = len(used - plan.placed)
     if missing:
         log.warning("prune: %d referenced blobs are missing; run `repo check`", missing)
     return {
-        "packs_deleted": len(delete) - len(repack),
-        "packs_repacked": len(repack),
-        "packs_kept": len(keep) + len(writer.unindexed),
-        "blobs_kept": len(placed),
+        "packs_deleted": len(plan.delete) - len(plan.repack),
+        "packs_repacked": len(plan.repack),
+        "packs_kept": len(plan.keep) + len(new_packs),
+        "blobs_kept": len(plan.placed),
         "blobs_missing": missing,
         "bytes_freed": max(freed, 0),
         "index_files_deleted": len([n for n in old_index_files if n != new_name]),

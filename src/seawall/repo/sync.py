@@ -11,25 +11,26 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from seawall.errors import Cancelled, CorruptObject, NotFound, RepositoryError
 from seawall.repo.format import HOLE, BlobEntry, ObjectType, hash_id
-from seawall.repo.repository import (
-    CONFIG_KEY,
-    DATA_KINDS,
-    DATA_PREFIX,
-    INDEX_EVERY_PACKS,
-    KEYS_PREFIX,
-    MANIFEST_PREFIX,
-    Manifest,
-    Repository,
-    SyncStats,
-    _now,
-    pack_key,
-)
+from seawall.repo.keyfile import KEYS_PREFIX
+from seawall.repo.manifest import DATA_KINDS, MANIFEST_PREFIX, Manifest, now
+from seawall.repo.pack import INDEX_EVERY_PACKS, pack_key, read_trailer, stored_packs
+from seawall.repo.repository import CONFIG_KEY, Repository
 from seawall.storage import StorageBackend
 from seawall.storage.wrappers import TokenBucket
 
+
+@dataclass(frozen=True)
+class SyncStats:
+    """What one ``sync`` sent; ``skipped`` counts manifests and packs already there."""
+
+    bytes_sent: int
+    objects_sent: int
+    manifests_sent: int
+    skipped: int
 
 def sync(
     src: Repository,
@@ -47,94 +48,143 @@ def sync(
             "create it with `seawall repo init --key-from SRC` (or let `repo sync` create it)"
         )
     bucket = TokenBucket(rate_limit) if rate_limit > 0 else None
-    with src._locked(False), dst._locked(False):
-        src._refresh_index()
-        dst._refresh_index()
-        order: list[Manifest] = []
-        seen: set[str] = set()
-
-        def visit(mid: str) -> None:
-            if mid in seen:
-                return
-            seen.add(mid)
-            m = src.load_manifest(mid)
-            for r in m.refs:
-                visit(r)
-            order.append(m)  # references first: the target never holds a dangling ref
-
-        for mid in src.manifest_ids() if manifests is None else list(manifests):
-            visit(mid)
+    with src.locked(False), dst.locked(False):
+        src.index.refresh()
+        dst.index.refresh()
+        order = _references_first(src, src.manifest_ids() if manifests is None else manifests)
         have = set(dst.manifest_ids())
         to_send = [m for m in order if m.id not in have]
-        skipped = len(order) - len(to_send)
+        copy = _Copy(src, dst, bucket, cancelled)
+        copy.skipped = len(order) - len(to_send)
+        copy.packs(_packs_holding(src, _blobs_missing_at(src, dst, to_send)), progress)
+        sent = copy.manifests(to_send)
+        return SyncStats(
+            bytes_sent=copy.bytes_sent,
+            objects_sent=copy.objects,
+            manifests_sent=sent,
+            skipped=copy.skipped,
+        )
 
-        needed: set[bytes] = set()
-        for m in to_send:
-            if m.kind in DATA_KINDS:
-                needed.update(bytes.fromhex(h) for h in m.body.get("chunk_list", []))
-                needed.update(c for c in src.chunk_list(m) if c != HOLE)
-        with dst._mutex:
-            needed -= set(dst._index)
-        src_packs = src.indexed_packs()
-        packs: set[bytes] = set()
-        for bid in needed:
-            loc = src._lookup(bid)
-            if loc is None:
-                raise CorruptObject(
-                    f"{src.storage.url}: blob {bid.hex()} is missing; run `repo check` there"
-                )
-            packs.add(loc.pack)
-        at_dst = {
-            bytes.fromhex(b.key.rsplit("/", 1)[-1]): b.size for b in dst.storage.list(DATA_PREFIX)
-        }
+
+def _references_first(src: Repository, ids: Iterable[str]) -> list[Manifest]:
+    """``ids`` and every manifest they refer to, each after the ones it refers to, so
+    the target never holds a dangling ref."""
+    order: list[Manifest] = []
+    seen: set[str] = set()
+
+    def visit(mid: str) -> None:
+        if mid in seen:
+            return
+        seen.add(mid)
+        m = src.load_manifest(mid)
+        for r in m.refs:
+            visit(r)
+        order.append(m)
+
+    for mid in list(ids):
+        visit(mid)
+    return order
+
+
+def _blobs_missing_at(src: Repository, dst: Repository, to_send: list[Manifest]) -> set[bytes]:
+    """The chunk-list pieces and chunks of the volume images and streams in ``to_send``
+    that the target's index does not have."""
+    needed: set[bytes] = set()
+    for m in to_send:
+        if m.kind in DATA_KINDS:
+            needed.update(bytes.fromhex(h) for h in m.body.get("chunk_list", []))
+            needed.update(c for c in src.chunk_list(m) if c != HOLE)
+    return needed - dst.index.ids()
+
+
+def _packs_holding(src: Repository, blobs: set[bytes]) -> set[bytes]:
+    packs: set[bytes] = set()
+    for bid in blobs:
+        loc = src.index.lookup(bid)
+        if loc is None:
+            raise CorruptObject(
+                f"{src.storage.url}: blob {bid.hex()} is missing; run `repo check` there"
+            )
+        packs.add(loc.pack)
+    return packs
+
+
+class _Copy:
+    """Byte copies from ``src`` to ``dst`` in the write order (packs, index, manifests)."""
+
+    def __init__(
+        self,
+        src: Repository,
+        dst: Repository,
+        bucket: TokenBucket | None,
+        cancelled: Callable[[], bool] | None,
+    ) -> None:
+        self.src = src
+        self.dst = dst
+        self.bucket = bucket
+        self.cancelled = cancelled
+        self.bytes_sent = self.objects = self.skipped = 0
+
+    def _check_cancelled(self) -> None:
+        if self.cancelled is not None and self.cancelled():
+            raise Cancelled("sync was cancelled; run it again to resume")
+
+    def _send(self, key: str, data: bytes) -> None:
+        if self.bucket is not None:
+            self.bucket.consume(len(data))
+        self.dst.storage.put(key, data)
+        self.bytes_sent += len(data)
+        self.objects += 1
+
+    def packs(self, packs: set[bytes], progress: Callable[[int, int], None] | None) -> None:
+        """Send the packs the target lacks (verified against their names first) and index
+        every pack of ``packs`` at the target, :data:`INDEX_EVERY_PACKS` at a time."""
+        src, dst = self.src, self.dst
+        at_dst = stored_packs(dst.storage)
         sizes = {p: src.storage.stat(pack_key(p)).size for p in packs if p not in at_dst}
         total = sum(sizes.values())
-        done = bytes_sent = objects = 0
+        done = 0
+        src_packs = src.index.by_pack()
         batch: dict[bytes, list[BlobEntry]] = {}
         for pack_id in sorted(packs):
-            if cancelled is not None and cancelled():
+            try:
+                self._check_cancelled()
+            except Cancelled:
                 if batch:
-                    dst._publish_index(batch)
-                raise Cancelled("sync was cancelled; run it again to resume")
+                    dst.index.publish(batch)
+                raise
             if pack_id not in at_dst:
                 data = src.storage.get(pack_key(pack_id))
                 if hash_id(data) != pack_id:
                     raise CorruptObject(
                         f"{src.storage.url}: pack {pack_id.hex()} is damaged; not sent"
                     )
-                if bucket is not None:
-                    bucket.consume(len(data))
-                dst.storage.put(pack_key(pack_id), data)
-                bytes_sent += len(data)
-                objects += 1
+                self._send(pack_key(pack_id), data)
                 done += len(data)
                 if progress is not None:
                     progress(done, total)
             else:
-                skipped += 1
+                self.skipped += 1
             # Index the whole pack: everything in it is now at the target.
-            batch[pack_id] = src_packs.get(pack_id) or src.read_pack_trailer(pack_id)
+            batch[pack_id] = src_packs.get(pack_id) or read_trailer(
+                src.storage, src.keys, pack_id
+            )
             if len(batch) >= INDEX_EVERY_PACKS:
-                dst._publish_index(batch)
+                dst.index.publish(batch)
                 batch = {}
-            src._refresh_lock()
-            dst._refresh_lock()
+            src.refresh_lock()
+            dst.refresh_lock()
         if batch:
-            dst._publish_index(batch)
+            dst.index.publish(batch)
+
+    def manifests(self, to_send: list[Manifest]) -> int:
+        """Send the manifests as stored (sealed, bound to their names); return how many."""
         sent = 0
         for m in to_send:
-            if cancelled is not None and cancelled():
-                raise Cancelled("sync was cancelled; run it again to resume")
-            raw = src.storage.get(MANIFEST_PREFIX + m.id)
-            if bucket is not None:
-                bucket.consume(len(raw))
-            dst.storage.put(MANIFEST_PREFIX + m.id, raw)
-            bytes_sent += len(raw)
-            objects += 1
+            self._check_cancelled()
+            self._send(MANIFEST_PREFIX + m.id, self.src.storage.get(MANIFEST_PREFIX + m.id))
             sent += 1
-        return SyncStats(
-            bytes_sent=bytes_sent, objects_sent=objects, manifests_sent=sent, skipped=skipped
-        )
+        return sent
 
 
 def init_sharing(src: Repository, storage: StorageBackend) -> Repository:
@@ -150,7 +200,7 @@ def init_sharing(src: Repository, storage: StorageBackend) -> Repository:
         storage.put(b.key, src.storage.get(b.key))
     config = dict(src.config)
     config["id"] = secrets.token_hex(16)
-    config["created_at"] = _now().isoformat()
+    config["created_at"] = now().isoformat()
     storage.put(CONFIG_KEY, src.keys.seal_json(ObjectType.CONFIG, config, b"config"))
     return Repository(storage, src.keys, config, src.slot_id)
 
