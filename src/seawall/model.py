@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from seawall.errors import InvalidInput, InvalidTransition
+from seawall.retention import select_kept as select_kept  # one algorithm, re-exported
 from seawall.units import parse_rate
 
 T = TypeVar("T")
@@ -532,7 +533,8 @@ class QuiesceHook:
 
 @dataclass(frozen=True)
 class Retention:
-    """How many checkpoints to keep per bucket (restic/borg semantics)."""
+    """How many checkpoints to keep per bucket; :func:`seawall.retention.select_kept`
+    applies it (restic's ``forget --keep-*`` rules, the same as ``repo forget``)."""
 
     last: int = 1
     hourly: int = 0
@@ -882,36 +884,6 @@ class Run:
     result: Mapping[str, Any] = field(default_factory=dict)
     error: str = ""
     project: str = "default"
-
-
-def select_kept(created: Mapping[str, float], retention: Retention) -> set[str]:
-    """Which checkpoints (id -> creation time, UTC seconds) a retention policy keeps.
-
-    restic semantics: the newest ``last``, then the newest of each of the last N hours,
-    days, weeks (ISO) and months that hold a checkpoint. The newest one is always kept.
-    """
-    import datetime as _dt
-
-    ordered = sorted(created.items(), key=lambda kv: (-kv[1], kv[0]))
-    keep = {cid for cid, _ in ordered[: retention.last]}
-
-    def bucket(fmt: str, count: int) -> None:
-        seen: set[str] = set()
-        for cid, ts in ordered:
-            if len(seen) >= count:
-                break
-            key = _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime(fmt)
-            if key not in seen:
-                seen.add(key)
-                keep.add(cid)
-
-    bucket("%Y-%m-%d %H", retention.hourly)
-    bucket("%Y-%m-%d", retention.daily)
-    bucket("%G-W%V", retention.weekly)
-    bucket("%Y-%m", retention.monthly)
-    if ordered:
-        keep.add(ordered[0][0])
-    return keep
 
 
 def summarize_steps(steps: Iterable[Step]) -> dict[str, int]:
