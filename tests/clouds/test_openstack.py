@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 from keystoneauth1 import exceptions as ka
-from openstack import exceptions as os_exc
-from seawall_lab.layout import LabSite
 
+from openstack import exceptions as os_exc
 from seawall.clouds import open_site
 from seawall.clouds.openstack import (
     KEY_TAG,
@@ -34,6 +33,7 @@ from seawall.errors import (
     TransientError,
 )
 from seawall.model import ResourceKind, Site
+from seawall_lab.layout import LabSite
 
 K = ResourceKind
 LAB = LabSite("a")

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from seawall_lab.layout import DEFAULT_ROOT, LabSite
 
 from seawall.service import Service
+from seawall_lab.layout import DEFAULT_ROOT, LabSite
 
 ROOT = DEFAULT_ROOT  #: SEAWALL_LAB_ROOT, as `seawall-lab` reads it
 

@@ -9,8 +9,9 @@ import shlex
 from pathlib import Path
 
 import pytest
-import seawall_lab
 from click.testing import CliRunner
+
+import seawall_lab
 from seawall_lab.cli import main
 from seawall_lab.install import CONSTRAINTS
 from seawall_lab.layout import LabError, LabSite

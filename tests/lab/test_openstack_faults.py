@@ -14,12 +14,12 @@ import uuid
 from typing import Any
 
 import pytest
-from seawall_lab import LabSite, down
-from seawall_lab.services import start_cinder
 
 from seawall.clouds import ResourceSpec
 from seawall.model import ResourceKind, RunState, Selector
 from seawall.service import Service
+from seawall_lab import LabSite, down
+from seawall_lab.services import start_cinder
 
 from .conftest import ROOT, pattern
 
