@@ -26,7 +26,7 @@ from seawall.errors import IntegrityError, InvalidInput, NotFound
 from seawall.repo import FileSource, Repository, VolumeImage, init_sharing, sync
 from seawall.storage import StorageBackend, open_storage
 from seawall.storage.wrappers import RateLimited, Retrying, TokenBucket, parse_windows
-from seawall.units import format_bytes, parse_rate
+from seawall.units import format_bytes, parse_rate, parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -161,7 +161,9 @@ def repo_group() -> None:
 
 @repo_group.command("init")
 @click.argument("url")
-@click.option("--chunk-size", type=int, default=None, help="Volume chunk size in bytes.")
+@click.option(
+    "--chunk-size", default=None, metavar="SIZE", help="Volume chunk size, e.g. 1MiB or 4096."
+)
 @click.option(
     "--kdf",
     type=click.Choice(["default", "fast"]),
@@ -179,7 +181,7 @@ def repo_group() -> None:
 @_json_flag
 def repo_init(
     url: str,
-    chunk_size: int | None,
+    chunk_size: str | None,
     kdf: str,
     key_from: str | None,
     passphrase_file: str | None,
@@ -190,7 +192,8 @@ def repo_init(
     pw = _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase")
     opts = _options(options)
     source = _open(key_from, pw, opts) if key_from else None
-    repo = Repository.init(_storage(url, opts), pw, chunk_size=chunk_size, kdf=kdf, key_from=source)
+    chunk = parse_size(chunk_size, field="--chunk-size") if chunk_size else None
+    repo = Repository.init(_storage(url, opts), pw, chunk_size=chunk, kdf=kdf, key_from=source)
     emit(
         as_json,
         {"id": repo.id, "url": url, "chunk_size": repo.chunk_size},

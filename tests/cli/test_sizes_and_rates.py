@@ -1,8 +1,10 @@
-"""One rate grammar at every edge: ``--limit-rate 50M`` means the same for ``policy
-create`` and ``repo sync``, and a policy file reads the same text (seawall.units)."""
+"""One size/rate grammar at every edge (seawall.units): ``--limit-rate 50M`` means the
+same for ``policy create`` and ``repo sync``, a policy file reads the same text, and
+``repo init --chunk-size`` takes a size."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,17 @@ def test_repo_sync_limit_rate(tmp_path: Path) -> None:
         assert r.exit_code == errors.InvalidInput.exit_code, r.output
         assert r.output.startswith(f"error: {option}: {value!r} is not a "), r.output
         assert r.output.count("\n") == 1
+
+
+def test_repo_init_chunk_size(tmp_path: Path) -> None:
+    env = {"SEAWALL_PASSPHRASE": "size passphrase"}
+    runner = CliRunner()
+    for i, (text, size) in enumerate([("1MiB", 1 << 20), ("8192", 8192), ("64 KiB", 64 << 10)]):
+        args = ["init", str(tmp_path / f"r{i}"), "--kdf", "fast", "--chunk-size", text, "--json"]
+        r = runner.invoke(repo_group, args, env=env)
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.output)["chunk_size"] == size
+    r = runner.invoke(repo_group, ["init", str(tmp_path / "x"), "--chunk-size", "1MiB/s"], env=env)
+    assert r.exit_code == errors.InvalidInput.exit_code
+    assert r.output.startswith("error: --chunk-size: '1MiB/s' is not a size like 10GiB")
+    assert r.output.count("\n") == 1
