@@ -445,9 +445,26 @@ def recovery_problems(
     quotas: Mapping[str, int],
     mode: RecoverMode,
 ) -> list[str]:
-    """Every reason the recovery cannot start, all at once (empty = go)."""
-    problems: list[str] = []
+    """Every reason the recovery cannot start, all at once (empty = go): mappings, then
+    boot groups and health checks, then scripts, then quotas."""
     graph = checkpoint.graph
+    return [
+        *_mapping_problems(graph, plan, target_names, mode),
+        *_boot_problems(graph, plan),
+        *_script_problems(plan),
+        *_quota_problems(graph, plan, quotas, mode),
+    ]
+
+
+def _mapping_problems(
+    graph: ResourceGraph,
+    plan: RecoveryPlan,
+    target_names: Mapping[str, frozenset[str]],
+    mode: RecoverMode,
+) -> list[str]:
+    """Mappings onto target resources that do not exist, and from ones the checkpoint
+    does not have."""
+    problems: list[str] = []
     for r in graph.resources:
         target = _mapped_to(plan, r, mode)
         if target and target not in target_names.get(r.kind.value, frozenset()):
@@ -467,6 +484,12 @@ def recovery_problems(
                 problems.append(
                     f"mapping {m_kind} {src!r}: the checkpoint has no {m_kind} of that name"
                 )
+    return problems
+
+
+def _boot_problems(graph: ResourceGraph, plan: RecoveryPlan) -> list[str]:
+    """Boot groups and health checks naming servers the checkpoint lacks; groups twice."""
+    problems: list[str] = []
     server_names = {s.name for s in graph.of_kind(K.SERVER)}
     for server_name in sorted({n for g in plan.boot_groups for n in g.servers}):
         if server_name not in server_names:
@@ -477,6 +500,13 @@ def recovery_problems(
     for hc in plan.health_checks:
         if hc.server not in server_names:
             problems.append(f"health check names server {hc.server!r}, not in the checkpoint")
+    return problems
+
+
+def _script_problems(plan: RecoveryPlan) -> list[str]:
+    """Scripts at a stage that is neither final nor after a declared boot group; empty ones."""
+    problems: list[str] = []
+    group_names = [g.name for g in plan.boot_groups]
     for i, sc in enumerate(plan.scripts):
         stage = _script_stage(sc.stage)
         if stage is None or (stage and stage not in group_names):
@@ -486,8 +516,15 @@ def recovery_problems(
             )
         if not sc.command:
             problems.append(f"script {i}: the command is empty")
-    need = _needs(graph, plan, mode)
-    for name, amount in need.items():
+    return problems
+
+
+def _quota_problems(
+    graph: ResourceGraph, plan: RecoveryPlan, quotas: Mapping[str, int], mode: RecoverMode
+) -> list[str]:
+    """What the recovery creates beyond the target's quotas (a negative quota: unlimited)."""
+    problems: list[str] = []
+    for name, amount in _needs(graph, plan, mode).items():
         left = quotas.get(name, -1)
         if left >= 0 and amount > left:
             problems.append(f"quota at {plan.target}: needs {amount} {name}, only {left} left")
