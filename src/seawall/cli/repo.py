@@ -330,12 +330,13 @@ def _sync_cmd(
     dst_pw: str,
     options: Mapping[str, str],
     dst_options: Mapping[str, str],
-    limit_rate: str | None,
-    limit_windows: str | None,
-    manifests: tuple[str, ...],
     as_json: bool,
     verb: str,
+    limit_rate: str | None = None,
+    limit_windows: str | None = None,
+    manifests: tuple[str, ...] = (),
 ) -> None:
+    """Copy what ``dst_url`` lacks from ``src_url`` (``sync``, ``export``, ``import``)."""
     src = _open(src_url, src_pw, options)
     dst_storage = _storage(dst_url, dst_options)
     rate = parse_rate(limit_rate, field="--limit-rate") if limit_rate else 0
@@ -431,9 +432,6 @@ def repo_export(
         dst_pw=pw,
         options=_options(options),
         dst_options={},
-        limit_rate=None,
-        limit_windows=None,
-        manifests=(),
         as_json=as_json,
         verb="export",
     )
@@ -456,9 +454,6 @@ def repo_import(
         dst_pw=pw,
         options={},
         dst_options=_options(options),
-        limit_rate=None,
-        limit_windows=None,
-        manifests=(),
         as_json=as_json,
         verb="import",
     )
