@@ -18,8 +18,10 @@ One tick (every ``tick_seconds``) does, for every workload, from two grouped que
   :meth:`Service.rpo_report`) above the policy's RPO records an ``rpo-breach`` event and
   posts a webhook alert; coming back within the RPO records ``rpo-recovered`` (and
   alerts again). Failed runs and replications are alerted as they appear in the events.
-- **usage.** Finished drills and recoveries are charged compute-hours (protect already
-  records bytes protected, stored and replicated).
+- **usage.** Every run charges its own compute-hours as it ends (the service's
+  ``finalize``, whoever started it); the tick only catches up drills and recoveries
+  whose process died between their end and that charge (protect records bytes
+  protected, stored and replicated as it runs).
 
 Exactly one leader: the tick acts only while it holds the ``scheduler`` lease in the
 state database. Every operation additionally runs under a lease of its own
@@ -496,7 +498,8 @@ class Scheduler:
                 self._inflight.pop("resume", None)
 
     def _charge_usage(self, runs: Mapping[tuple[str, str], Run]) -> None:
-        """Compute-hours for drills and recoveries that finished (also those run by the CLI)."""
+        """Compute-hours for finished drills and recoveries that have none yet (their
+        process died before ``finalize`` charged them); once per run, by lease."""
         for (_w, kind), run in runs.items():
             if (
                 kind in (RunKind.DRILL.value, RunKind.FAILOVER.value, RunKind.MIGRATE.value)
