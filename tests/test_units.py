@@ -49,7 +49,12 @@ def test_rates(text: str, rate: int) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "fast", "/s", "-5", "5 MiB/s/s", "1e6", ".5K", "5 Mb/h", "5PB", "M", "1,000", True, -1],
+    [
+        *("", "fast", "/s", "-5", "5 MiB/s/s", "1e6", ".5K", "5 Mb/h", "5PB", "M", "1,000"),
+        "\u0665M",  # ARABIC-INDIC DIGIT FIVE: digits are ASCII only
+        True,
+        -1,
+    ],
 )
 def test_malformed_rates_name_the_field(text: str | int) -> None:
     with pytest.raises(InvalidInput) as exc:

@@ -1,20 +1,21 @@
 """Quantities of bytes as people write them: one formatter, one parser, one grammar.
 
 Every edge that prints or reads a size or a rate uses these: the CLI (``policy create
---limit-rate``, ``repo sync --limit-rate`` and ``--limit-windows``), policy files and the
+--limit-rate``, ``repo sync --limit-rate`` and ``--limit-windows``, ``repo init
+--chunk-size``, every byte column it prints), policy files and the
 REST API (``bandwidth.bytes_per_second``, through :mod:`seawall.model`'s codec), and the
 dashboard's byte columns. So ``50M`` means the same thing everywhere.
 
 The grammar (case does not matter; spaces between number and unit are allowed)::
 
     size  := number [unit]           50  50M  1.5GiB  10 kb
-    rate  := size ["/s"]             50MiB/s  10MB/s  1048576
+    rate  := size ["/s" | "/sec"]    50MiB/s  10MB/s  1048576
     unit  := "B"
            | "K" | "KB"  (10**3)      | "Ki" | "KiB"  (2**10)
            | "M" | "MB"  (10**6)      | "Mi" | "MiB"  (2**20)
            | "G" | "GB"  (10**9)      | "Gi" | "GiB"  (2**30)
            | "T" | "TB"  (10**12)     | "Ti" | "TiB"  (2**40)
-    number := digits ["." digits]    (no sign, no exponent)
+    number := digits ["." digits]    (ASCII digits; no sign, no exponent)
 
 A bare number is bytes. Decimal prefixes are powers of ten and binary ones powers of
 two (IEC 80000-13), so ``50M`` is 50 000 000 and ``50MiB`` is 52 428 800. Fractional
@@ -41,8 +42,10 @@ UNITS: dict[str, int] = {
     **{p + "IB": 1024**i for i, p in enumerate("KMGT", start=1)},
 }
 
-_QUANTITY = re.compile(r"\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]I?B?|B)?\s*", re.I)
-_PER_SECOND = re.compile(r"\s*/\s*s(?:ec)?\s*$", re.I)
+_QUANTITY = re.compile(
+    r"\s*(?P<number>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[KMGT]I?B?|B)?\s*", re.I | re.ASCII
+)
+_PER_SECOND = re.compile(r"\s*/\s*s(?:ec)?\s*$", re.I | re.ASCII)
 
 #: The binary units :func:`format_bytes` steps through.
 _BINARY = ("B", "KiB", "MiB", "GiB", "TiB")
