@@ -100,7 +100,7 @@ def test_keypair_names_are_short_and_tags_ride_in_the_comment() -> None:
     ],
 )
 def test_errors_map_onto_the_tree(exc: Exception, expected: type, words: str) -> None:
-    err = driver()._translate(exc, "doing it")
+    err = driver().connection.translate(exc, "doing it")
     assert type(err) is expected, err
     assert words in str(err).lower()
 
@@ -116,7 +116,7 @@ def test_transient_reads_are_retried() -> None:
             raise os_exc.HttpException("busy", http_status=502)
         return "ok"
 
-    assert d._call("reading", flaky) == "ok" and len(calls) == 3
+    assert d.connection.call("reading", flaky) == "ok" and len(calls) == 3
 
 
 def test_rbd_path_only_with_a_ceph_conf(tmp_path: Path) -> None:

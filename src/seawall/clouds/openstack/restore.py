@@ -1,0 +1,537 @@
+"""Restoring onto an OpenStack project: find-or-create per kind, delete, power, quotas.
+
+Find-or-create: every resource seawall creates carries its ``seawall:key`` where the
+kind allows it (:mod:`.naming`), so a resumed run finds it instead of creating a second
+one. Recovery never creates a project: its create step resolves to the target site's own
+scoped project, and a delete of a project is a no-op.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from seawall.clouds import ResourceSpec
+from seawall.clouds.openstack.connection import CloudConnection, status_of
+from seawall.clouds.openstack.discovery import RULE_KEYS, Discovery, GiB
+from seawall.clouds.openstack.naming import (
+    NEUTRON_KINDS,
+    SIZE_META,
+    keypair_name,
+    keypair_public_key,
+    pack_name,
+    tag_specs,
+    tags_to_strings,
+    unique_name,
+)
+from seawall.clouds.schema import ROLES, check_identity, check_volume_size, user_attrs
+from seawall.clouds.tags import KEY_TAG, with_key
+from seawall.errors import Conflict, InvalidInput, NotFound, SeawallError
+from seawall.model import Resource, ResourceKind, ResourceRef
+
+K = ResourceKind
+
+#: kind -> (openstacksdk proxy, method): the kinds whose delete is one call that
+#: tolerates "already gone" (``ignore_missing``); projects are never deleted
+_DELETES: dict[ResourceKind, tuple[str, str]] = {
+    K.NETWORK: ("network", "delete_network"),
+    K.SUBNET: ("network", "delete_subnet"),
+    K.SECURITY_GROUP: ("network", "delete_security_group"),
+    K.PORT: ("network", "delete_port"),
+    K.FLOATING_IP: ("network", "delete_ip"),
+    K.FLAVOR: ("compute", "delete_flavor"),
+    K.KEYPAIR: ("compute", "delete_keypair"),
+    K.IMAGE: ("image", "delete_image"),
+    K.VOLUME_TYPE: ("block_storage", "delete_type"),
+    K.SERVER_GROUP: ("compute", "delete_server_group"),
+    K.SERVER: ("compute", "delete_server"),
+}
+
+
+def _in(ip: str, cidr: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip) in ipaddress.ip_network(cidr)
+    except ValueError:
+        return False
+
+
+class Restore:
+    """What a restore changes on the cloud: creates, deletes and power."""
+
+    def __init__(
+        self,
+        connection: CloudConnection,
+        discovery: Discovery,
+        *,
+        timeout: float,
+        placeholder_image: str,
+    ) -> None:
+        self.connection = connection
+        self.discovery = discovery
+        self.site = connection.site
+        self.timeout = timeout
+        self.placeholder_image = placeholder_image
+
+    @property
+    def conn(self) -> Any:
+        return self.connection.conn
+
+    # -- quotas ---------------------------------------------------------------------------
+
+    def quotas(self) -> Mapping[str, int]:
+        def left(limit: Any, used: Any) -> int:
+            lim = int(limit if limit is not None else -1)
+            return -1 if lim < 0 else max(lim - int(used or 0), 0)
+
+        c, pid = self.conn, self.connection.project_id
+        with self.connection.api("reading quotas"):
+            compute = c.compute.get_limits().absolute
+            volume = c.block_storage.get_limits().absolute
+            net = c.network.get_quota(pid, details=True)
+        out = {
+            "servers": left(compute.instances, compute.instances_used),
+            "volumes": left(volume.max_total_volumes, volume.total_volumes_used),
+            "volume_bytes": left(volume.max_total_volume_gigabytes, volume.total_gigabytes_used),
+        }
+        if out["volume_bytes"] > 0:
+            out["volume_bytes"] *= GiB
+        for name in ("networks", "ports", "floating_ips"):
+            d = getattr(net, name) or {}
+            out[name] = left(d.get("limit"), int(d.get("used", 0)) + int(d.get("reserved", 0)))
+        return out
+
+    # -- create ---------------------------------------------------------------------------
+
+    def create(self, spec: ResourceSpec) -> Resource:
+        """Find-or-create by ``spec.key``; volumes are returned once available."""
+        kind = ResourceKind(spec.kind)
+        if kind is K.PROJECT:
+            # projects are the operator's: a workload is recovered into the project this
+            # site's credentials are scoped to, never into a new one
+            return self.discovery.project_resource(details=False)
+        check_identity(kind, spec.name, spec.key)
+        found = self.discovery.find(kind, spec.key)
+        if found is not None:
+            return found
+        attrs = user_attrs(spec.attrs)
+        tags = with_key(spec.tags, spec.key)
+        refs = {role: tuple(ids) for role, ids in spec.refs.items()}
+        self._check_refs(kind, refs)
+        make = getattr(self, f"_create_{kind.value}")
+        rid = make(spec.name, attrs, refs, tags)
+        if kind in NEUTRON_KINDS:
+            self._set_neutron_tags(kind, rid, tags)
+        got = self.discovery.get(ResourceRef(kind, rid))
+        if got is None:
+            raise Conflict(f"{kind.value} {rid} vanished while it was being created")
+        return got
+
+    def _set_neutron_tags(self, kind: ResourceKind, rid: str, tags: Mapping[str, str]) -> None:
+        """Neutron here takes no tags in a create request: they are set right after, and
+        the resource is removed again if that fails (an untagged one would be orphaned)."""
+        getter = getattr(self.conn.network, f"get_{NEUTRON_KINDS[kind]}")
+        try:
+            with self.connection.api(f"tagging {kind.value} {rid}"):
+                self.conn.network.set_tags(getter(rid), tags_to_strings(tags))
+        except SeawallError:
+            self.delete(ResourceRef(kind, rid))
+            raise
+
+    def _check_refs(self, kind: ResourceKind, refs: Mapping[str, tuple[str, ...]]) -> None:
+        """Every ref names an existing resource of the right kind: a mapping to a network
+        that does not exist fails here, before anything is created."""
+        roles = {role: rule.kind for role, rule in ROLES.get(kind, {}).items()}
+        for role, ids in refs.items():
+            where = f"{kind.value}.refs.{role}"
+            if role not in roles:
+                raise InvalidInput(
+                    f"unknown ref role; a {kind.value} may have: {', '.join(roles) or 'none'}",
+                    field=where,
+                )
+            for i in ids:
+                if self.discovery.get(ResourceRef(roles[role], i)) is None:
+                    raise InvalidInput(
+                        f"{roles[role].value} {i!r} does not exist on site {self.site.name!r}",
+                        field=where,
+                    )
+
+    def _create_network(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
+        if a.get("isolated"):
+            tags["seawall:isolated"] = "true"  # set with the others by create()
+        body: dict[str, Any] = {"name": name}
+        if "mtu" in a:
+            body["mtu"] = int(a["mtu"])
+        if a.get("external"):
+            body["is_router_external"] = True
+        with self.connection.api(f"creating network {name}"):
+            return str(self.conn.network.create_network(**body).id)
+
+    def _create_subnet(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
+        try:
+            cidr = ipaddress.ip_network(str(a.get("cidr", "")))
+        except ValueError as exc:
+            raise InvalidInput(str(exc), field="subnet.attrs.cidr") from None
+        body: dict[str, Any] = {
+            "name": name,
+            "network_id": refs["network"][0],
+            "cidr": str(cidr),
+            "ip_version": cidr.version,
+            "is_dhcp_enabled": bool(a.get("enable_dhcp", True)),
+        }
+        if "gateway_ip" in a and a["gateway_ip"] != "":
+            body["gateway_ip"] = a["gateway_ip"]
+        for key in ("dns_nameservers", "allocation_pools", "host_routes"):
+            if a.get(key):
+                body[key] = a[key]
+        with self.connection.api(f"creating subnet {name}"):
+            return str(self.conn.network.create_subnet(**body).id)
+
+    def _external_network(self, name: str | None = None) -> Any:
+        nets = list(self.conn.network.networks(is_router_external=True))
+        if name:
+            nets = [n for n in nets if name in (n.name, n.id)] or nets
+        return nets[0] if nets else None
+
+    def _create_router(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
+        body: dict[str, Any] = {"name": name}
+        with self.connection.api(f"creating router {name}"):
+            if a.get("external_gateway"):
+                ext = self._external_network(a.get("external_network"))
+                if ext is None:
+                    raise InvalidInput(
+                        f"site {self.site.name!r} has no external network for the router's "
+                        "gateway; create one or map the router",
+                        field="router.attrs.external_gateway",
+                    )
+                body["external_gateway_info"] = {"network_id": ext.id}
+            router = self.conn.network.create_router(**body)
+            for subnet in refs.get("subnets", ()):
+                self.conn.network.add_interface_to_router(router, subnet_id=subnet)
+            return str(router.id)
+
+    def _create_security_group(
+        self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]
+    ) -> str:
+        rules = [{k: r.get(k) for k in RULE_KEYS} for r in a.get("rules", [])]
+        with self.connection.api(f"creating security group {name}"):
+            group = self.conn.network.create_security_group(
+                name=name, description=str(a.get("description", ""))
+            )
+            try:
+                # Neutron adds default egress rules; the group must hold exactly the
+                # captured rules, so the defaults that were not captured go
+                for rule in group.security_group_rules or []:
+                    mine = {k: rule.get(k) for k in RULE_KEYS}
+                    if mine in rules:
+                        rules.remove(mine)
+                    else:
+                        self.conn.network.delete_security_group_rule(rule["id"])
+                for rule in rules:
+                    body = {k: v for k, v in rule.items() if v is not None}
+                    self.conn.network.create_security_group_rule(security_group_id=group.id, **body)
+            except Exception:
+                self.conn.network.delete_security_group(group, ignore_missing=True)
+                raise
+            return str(group.id)
+
+    def _create_port(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
+        network = refs["network"][0]
+        body: dict[str, Any] = {"name": name, "network_id": network}
+        ips = list(a.get("fixed_ips") or [])
+        with self.connection.api(f"creating port {name}"):
+            subnets = list(self.conn.network.subnets(network_id=network))
+            if ips:
+                fixed = []
+                for ip in ips:
+                    subnet = next(
+                        (
+                            s.id
+                            for s in subnets
+                            if _in(ip, s.cidr) and (not refs.get("subnet") or len(ips) > 1)
+                        ),
+                        refs["subnet"][0] if refs.get("subnet") else None,
+                    )
+                    if subnet is None or not any(
+                        s.id == subnet and _in(ip, s.cidr) for s in subnets
+                    ):
+                        raise InvalidInput(
+                            f"{ip!r} is not inside a subnet of network {network}",
+                            field="port.attrs.fixed_ips",
+                        )
+                    fixed.append({"subnet_id": subnet, "ip_address": ip})
+                body["fixed_ips"] = fixed
+            elif refs.get("subnet"):
+                body["fixed_ips"] = [{"subnet_id": refs["subnet"][0]}]
+            if a.get("mac_address"):
+                body["mac_address"] = a["mac_address"]
+            if a.get("allowed_address_pairs"):
+                body["allowed_address_pairs"] = a["allowed_address_pairs"]
+            if "security_groups" in refs:
+                body["security_group_ids"] = list(refs["security_groups"])
+            return str(self.conn.network.create_port(**body).id)
+
+    def _create_floating_ip(
+        self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]
+    ) -> str:
+        with self.connection.api(f"creating floating IP {name}"):
+            ext = self._external_network(a.get("floating_network"))
+            if ext is None:
+                raise InvalidInput(
+                    f"site {self.site.name!r} has no external network for floating IPs",
+                    field="floating_ip.attrs.floating_network",
+                )
+            body: dict[str, Any] = {
+                "floating_network_id": ext.id,
+                "description": name,
+            }
+            if a.get("address") and a.get("preserve_address"):
+                body["floating_ip_address"] = a["address"]
+            if refs.get("port"):
+                body["port_id"] = refs["port"][0]
+        try:
+            with self.connection.api(f"creating floating IP {name}"):
+                return str(self.conn.network.create_ip(**body).id)
+        except NotFound as exc:
+            if "not reachable" not in str(exc):
+                raise
+            raise Conflict(
+                f"floating IP {name}: no router joins the port's subnet to the external "
+                f"network {ext.name}; restore the router (with its gateway) first ({exc})"
+            ) from None
+
+    def _create_flavor(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
+        with self.connection.api(f"creating flavor {name}"):
+            taken = [f.name for f in self.conn.compute.flavors(is_public=None)]
+            flavor = self.conn.compute.create_flavor(
+                name=unique_name(taken, name, tags[KEY_TAG]),
+                vcpus=int(a.get("vcpus", 1)),
+                ram=int(a.get("ram_mb", 512)),
+                disk=int(a.get("disk_gb", 1)),
+                ephemeral=int(a.get("ephemeral_gb", 0)),
+                swap=int(a.get("swap_mb", 0)) or 0,
+                is_public=bool(a.get("is_public", True)),
+            )
+            try:
+                specs = {**{str(k): str(v) for k, v in a.get("extra_specs", {}).items()}}
+                self.conn.compute.create_flavor_extra_specs(flavor, {**specs, **tag_specs(tags)})
+            except Exception:
+                self.conn.compute.delete_flavor(flavor, ignore_missing=True)
+                raise
+            return str(flavor.id)
+
+    def _create_keypair(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
+        with self.connection.api(f"creating keypair {name}"):
+            kp = self.conn.compute.create_keypair(
+                name=keypair_name(name, tags[KEY_TAG]),
+                public_key=keypair_public_key(str(a.get("public_key", "")), name, tags),
+            )
+            return str(kp.name)
+
+    def _create_image(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
+        props = {k: v for k, v in tags.items() if k.startswith("seawall:")}
+        user = [f"{k}={v}" for k, v in sorted(tags.items()) if not k.startswith("seawall:")]
+        if a.get("checksum"):
+            props["seawall:md5"] = str(a["checksum"])
+        with self.connection.api(f"creating image {name}"):
+            image = self.conn.image.create_image(
+                name=name,
+                disk_format=str(a.get("disk_format", "raw")),
+                container_format=str(a.get("container_format", "bare")),
+                visibility="private",
+                min_disk=int(a.get("min_disk", 0)),
+                min_ram=int(a.get("min_ram", 0)),
+                tags=user,
+                allow_duplicates=True,
+                **props,
+            )
+            return str(image.id)
+
+    def _create_volume_type(
+        self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]
+    ) -> str:
+        with self.connection.api(f"creating volume type {name}"):
+            taken = [t.name for t in self.conn.block_storage.types()]
+            specs = {str(k): str(v) for k, v in a.get("extra_specs", {}).items()}
+            vt = self.conn.block_storage.create_type(
+                name=unique_name(taken, name, tags[KEY_TAG]),
+                extra_specs={**specs, **tag_specs(tags)},
+            )
+            return str(vt.id)
+
+    def _create_server_group(
+        self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]
+    ) -> str:
+        policies = list(a.get("policies") or ["soft-anti-affinity"])
+        with self.connection.api(f"creating server group {name}"):
+            group = self.conn.compute.create_server_group(
+                name=pack_name(name, tags), policy=policies[0]
+            )
+            return str(group.id)
+
+    def _create_volume(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
+        size = check_volume_size(a.get("size"))
+        meta = {k: str(v)[:255] for k, v in tags.items()}
+        meta[SIZE_META] = str(size)
+        body: dict[str, Any] = {"name": name, "size": math.ceil(size / GiB), "metadata": meta}
+        if refs.get("volume_type"):
+            body["volume_type"] = refs["volume_type"][0]
+        if refs.get("image"):
+            body["image_id"] = refs["image"][0]
+        if a.get("availability_zone") and a["availability_zone"] != "nova":
+            body["availability_zone"] = a["availability_zone"]
+        with self.connection.api(f"creating volume {name}"):
+            volume = self.conn.block_storage.create_volume(**body)
+        ref = ResourceRef(K.VOLUME, volume.id)
+        self.discovery.wait_for_status(ref, "available", self.timeout)
+        if a.get("bootable") and not refs.get("image"):
+            with self.connection.api(f"marking volume {name} bootable"):
+                self.conn.block_storage.set_volume_bootable_status(volume, True)
+        return str(volume.id)
+
+    def _boot_image(self) -> str:
+        """An image for a server captured without a boot source (a sim server, say)."""
+        if self.placeholder_image:
+            return self.placeholder_image
+        key = "seawall-placeholder"
+        for image in self.conn.image.images(name=key):
+            if image.status == "active":
+                return str(image.id)
+        image = self.conn.image.create_image(
+            name=key, disk_format="raw", container_format="bare", data=b"\0" * 512,
+            visibility="private", allow_duplicates=True,
+        )  # fmt: skip
+        return str(image.id)
+
+    @staticmethod
+    def _server_tags(a: dict[str, Any], tags: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+        """(metadata, Nova tags): seawall's tags and any a Nova tag cannot hold (longer
+        than 60 characters, or with ``/`` or ``,``) go into the metadata."""
+        meta = {str(k): str(v) for k, v in (a.get("metadata") or {}).items()}
+        user_tags = []
+        for k, v in tags.items():
+            text = f"{k}={v}"
+            if k.startswith("seawall:") or len(text) > 60 or "/" in text or "," in text:
+                meta[k] = str(v)[:255]
+            else:
+                user_tags.append(text)
+        if a.get("guest_agent"):
+            meta["seawall:guest_agent"] = "true"
+        return meta, user_tags
+
+    def _create_server(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
+        meta, user_tags = self._server_tags(a, tags)
+        body: dict[str, Any] = {
+            "name": name,
+            "flavor_id": refs["flavor"][0],
+            "metadata": meta,
+            "tags": user_tags,
+        }
+        hostname = str(a.get("hostname") or "")
+        if hostname:
+            body["hostname"] = hostname
+        if a.get("availability_zone") and a["availability_zone"] != "nova":
+            body["availability_zone"] = a["availability_zone"]
+        if refs.get("keypair"):
+            body["key_name"] = refs["keypair"][0]
+        ports = list(refs.get("ports", ()))
+        body["networks"] = [{"port": p} for p in ports] if ports else "none"
+        volumes = list(refs.get("volumes", ()))
+        bdm: list[dict[str, Any]] = []
+        image = refs["image"][0] if refs.get("image") else None
+        boot_volume = None
+        if image is None and volumes:
+            # attach order puts the boot volume first; it must be bootable to boot from
+            first = self.discovery.get(ResourceRef(K.VOLUME, volumes[0]))
+            if first is not None and first.attrs.get("bootable"):
+                boot_volume = volumes[0]
+        for vid in volumes:
+            bdm.append({
+                "uuid": vid, "source_type": "volume", "destination_type": "volume",
+                "boot_index": 0 if vid == boot_volume else -1, "delete_on_termination": False,
+            })  # fmt: skip
+        with self.connection.api(f"creating server {name}"):
+            if image is None and boot_volume is None:
+                image = self._boot_image()
+            if image:
+                body["image_id"] = image
+                if bdm:
+                    bdm.insert(0, {
+                        "uuid": image, "source_type": "image", "destination_type": "local",
+                        "boot_index": 0, "delete_on_termination": True,
+                    })  # fmt: skip
+            if bdm:
+                body["block_device_mapping_v2"] = bdm
+            if refs.get("server_group"):
+                body["scheduler_hints"] = {"group": refs["server_group"][0]}
+            server_id = str(self.conn.compute.create_server(**body).id)
+        self._wait_while_building(server_id)
+        return server_id
+
+    def _wait_while_building(self, server_id: str) -> None:
+        """Like the sim, create returns a server that has left BUILD: its ports and
+        volumes are attached by then, so what create returns describes it fully. A server
+        still building at the deadline is returned as it is (its status says so)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            server = self.discovery.get(ResourceRef(K.SERVER, server_id))
+            status = server.attrs.get("status") if server else None
+            if status != "BUILD" or time.monotonic() > deadline:
+                return
+            self.connection.wait(1)
+
+    # -- delete ---------------------------------------------------------------------------
+
+    def delete(self, ref: ResourceRef) -> bool:
+        """Delete; "already gone" is success. Servers and volumes are waited for, so what
+        they held (ports, volumes, RBD images) is free when this returns. False when the
+        cloud said "not found" on the way (nothing was waited for)."""
+        c, k, i = self.conn, ref.kind, ref.id
+        try:
+            with self.connection.api(f"deleting {ref}"):
+                if k in _DELETES:
+                    proxy, method = _DELETES[k]
+                    getattr(getattr(c, proxy), method)(i, ignore_missing=True)
+                elif k is K.ROUTER:
+                    self._delete_router(i)
+                elif k is K.VOLUME:
+                    volume = c.block_storage.get_volume(i)
+                    if volume.status == "in-use":
+                        raise Conflict(f"{ref} is still attached to a server; delete that first")
+                    c.block_storage.delete_volume(i, ignore_missing=True, cascade=True)
+        except NotFound:
+            return False
+        if k in (K.SERVER, K.VOLUME):
+            self.discovery.wait_for_status(ref, "DELETED", self.timeout)
+        return True
+
+    def _delete_router(self, router_id: str) -> None:
+        """Its interfaces first: Neutron refuses to delete a router that has any."""
+        c = self.conn
+        router = c.network.get_router(router_id)
+        for port in c.network.ports(device_id=router_id):
+            if port.device_owner == "network:router_interface":
+                for ip in port.fixed_ips:
+                    c.network.remove_interface_from_router(router, subnet_id=ip["subnet_id"])
+        c.network.delete_router(router_id, ignore_missing=True)
+
+    # -- power ----------------------------------------------------------------------------
+
+    def power_off(self, server_id: str) -> None:
+        self._power(server_id, "stop", "SHUTOFF")
+
+    def power_on(self, server_id: str) -> None:
+        self._power(server_id, "start", "ACTIVE")
+
+    def _power(self, server_id: str, action: str, target: str) -> None:
+        with self.connection.api(f"{action} server {server_id}"):
+            server = self.conn.compute.get_server(server_id)
+            if server.status == target:
+                return
+            try:
+                getattr(self.conn.compute, f"{action}_server")(server)
+            except Exception as exc:
+                if status_of(exc) != 409:  # already in (or moving to) that state
+                    raise
