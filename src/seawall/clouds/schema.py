@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from seawall.errors import InvalidInput
+from seawall.errors import Conflict, InvalidInput, VerificationFailed
 from seawall.model import Resource, ResourceKind
 
 K = ResourceKind
@@ -80,3 +80,22 @@ def check_volume_size(size: Any) -> int:
             f"expected a positive number of bytes, got {size!r}", field="volume.attrs.size"
         )
     return size
+
+
+def check_image_upload(
+    name: str, md5: str, *, active: bool, held: str | None, expected: str | None
+) -> bool:
+    """Glance's rule for an image's data, kept by every driver: it is uploaded once.
+
+    True when the bytes whose md5 is ``md5`` may be uploaded. False when the image is
+    ``active`` and already holds them (``held`` is the md5 of what it holds): a no-op.
+    Conflict when it holds other bytes; VerificationFailed when they do not match the md5
+    the image was created with (``expected``; empty or None if none).
+    """
+    if active:
+        if md5 != held:
+            raise Conflict(f"image {name} already holds other data")
+        return False
+    if expected and expected != md5:
+        raise VerificationFailed(f"image {name}: uploaded data has md5 {md5}, expected {expected}")
+    return True

@@ -10,7 +10,8 @@ from typing import Any
 
 from seawall.clouds.openstack.connection import CloudConnection
 from seawall.clouds.openstack.discovery import Discovery
-from seawall.errors import Conflict, VerificationFailed
+from seawall.clouds.schema import check_image_upload
+from seawall.errors import Conflict
 from seawall.model import ResourceKind, ResourceRef
 
 K = ResourceKind
@@ -60,14 +61,11 @@ class Images:
                     md5.update(chunk)
             checksum = md5.hexdigest()
             expected = (image.properties or {}).get("seawall:md5") or ""
-            if image.status == "active":
-                if checksum != image.checksum:
-                    raise Conflict(f"image {image.name} already holds other data")
+            active = image.status == "active"
+            if not check_image_upload(
+                image.name, checksum, active=active, held=image.checksum, expected=expected
+            ):
                 return
-            if expected and expected != checksum:
-                raise VerificationFailed(
-                    f"image {image.name}: uploaded data has md5 {checksum}, expected {expected}"
-                )
             with self.connection.api(f"uploading image {image_id}"), open(name, "rb") as data:
                 from openstack import exceptions as os_exc
 

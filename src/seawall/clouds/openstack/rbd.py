@@ -68,6 +68,15 @@ class RbdPool:
             self._ioctx = self._rados = None
 
 
+def _snapshot_image(ioctx: Any, volume_id: str, snapshot_id: str) -> Any:
+    """The RBD snapshot behind Cinder snapshot ``snapshot_id`` of ``volume_id``, read-only."""
+    import rbd
+
+    return rbd.Image(
+        ioctx, f"volume-{volume_id}", snapshot=f"snapshot-{snapshot_id}", read_only=True
+    )
+
+
 def diff(
     ioctx: Any, volume_id: str, snapshot_id: str, base_id: str | None, size: int
 ) -> list[tuple[int, int]]:
@@ -79,9 +88,7 @@ def diff(
     found: list[tuple[int, int]] = []
     from_snap = f"snapshot-{base_id}" if base_id is not None else None
     try:
-        with rbd.Image(
-            ioctx, f"volume-{volume_id}", snapshot=f"snapshot-{snapshot_id}", read_only=True
-        ) as image:
+        with _snapshot_image(ioctx, volume_id, snapshot_id) as image:
             image.diff_iterate(
                 0,
                 min(image.size(), size),
@@ -99,9 +106,7 @@ def read(ioctx: Any, volume_id: str, snapshot_id: str, offset: int, length: int)
     import rbd
 
     try:
-        with rbd.Image(
-            ioctx, f"volume-{volume_id}", snapshot=f"snapshot-{snapshot_id}", read_only=True
-        ) as image:
+        with _snapshot_image(ioctx, volume_id, snapshot_id) as image:
             return bytes(image.read(offset, length))
     except rbd.ImageNotFound as exc:
         raise NotFound(f"RBD snapshot for {snapshot_id} is missing: {exc}") from None

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from seawall.clouds import Extent, SnapshotInfo
 from seawall.clouds.extents import clip_extents, merge_extents
+from seawall.clouds.schema import check_image_upload
 from seawall.clouds.sim.journal import (
     CHUNK,
     JournalDamaged,
@@ -30,7 +31,7 @@ from seawall.clouds.sim.journal import (
     sparse_copy,
 )
 from seawall.clouds.sim.store import SiteStore, Stored
-from seawall.errors import Conflict, InvalidInput, NotFound, VerificationFailed
+from seawall.errors import Conflict, InvalidInput, NotFound
 from seawall.model import ResourceKind
 
 K = ResourceKind
@@ -38,6 +39,12 @@ K = ResourceKind
 
 def _snapshot_info(row: sqlite3.Row) -> SnapshotInfo:
     return SnapshotInfo(row["id"], row["volume_id"], row["size"], row["key"], row["created_at"])
+
+
+def _find_snapshot(con: sqlite3.Connection, volume_id: str, key: str) -> sqlite3.Row | None:
+    return con.execute(  # type: ignore[no-any-return]
+        "SELECT * FROM snapshots WHERE volume_id = ? AND key = ?", (volume_id, key)
+    ).fetchone()
 
 
 class Volumes:
@@ -77,9 +84,7 @@ class Volumes:
         under the journal's exclusive lock, so they describe the same instant."""
         store = self.store
         with store.tx() as con:
-            found = con.execute(
-                "SELECT * FROM snapshots WHERE volume_id = ? AND key = ?", (volume_id, key)
-            ).fetchone()
+            found = _find_snapshot(con, volume_id, key)
             if found is not None:
                 return _snapshot_info(found)
             volume = store.need(con, K.VOLUME, volume_id)
@@ -108,9 +113,7 @@ class Volumes:
         except (sqlite3.IntegrityError, NotFound):
             store.snapshot_path(snap_id).unlink(missing_ok=True)  # lost a race, or gone
             with store.tx() as con:
-                found = con.execute(
-                    "SELECT * FROM snapshots WHERE volume_id = ? AND key = ?", (volume_id, key)
-                ).fetchone()
+                found = _find_snapshot(con, volume_id, key)
             if found is None:
                 raise
             return _snapshot_info(found)
@@ -217,14 +220,11 @@ class Volumes:
                 os.fsync(f.fileno())
             checksum = md5.hexdigest()
             expected = image.attrs.get("checksum")
-            if image.runtime.get("status") == "active":
-                if checksum != expected:
-                    raise Conflict(f"image {image.name} already holds other data")
+            active = image.runtime.get("status") == "active"
+            if not check_image_upload(
+                image.name, checksum, active=active, held=expected, expected=expected
+            ):
                 return
-            if expected and expected != checksum:
-                raise VerificationFailed(
-                    f"image {image.name}: uploaded data has md5 {checksum}, expected {expected}"
-                )
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
