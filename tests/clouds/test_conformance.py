@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from seawall.clouds import CloudDriver, Extent, ResourceSpec
-from seawall.clouds.sim import merge_extents
+from seawall.clouds.extents import merge_extents
 from seawall.errors import (
     Conflict,
     InvalidInput,
