@@ -201,7 +201,7 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 # ``seawall_env``  a private SEAWALL_HOME, passphrase and cheap KDF (monkeypatched env).
 # ``shop``         sites ``a`` and ``b`` (each with a repository; ``b`` shares ``a``'s key)
 #                  and the ``shop`` workload deployed on ``a``: db (boot + data volume),
-#                  app (requires db) and web (requires app), each a real sim_app process
+#                  app (requires db) and web (requires app), each a real sim.app process
 #                  answering /health; a network, subnet, router, security group, keypair,
 #                  flavor, image and a floating IP. Policy gold, target b, and a recovery
 #                  plan that boots db, app, web in that order with HTTP health checks.
