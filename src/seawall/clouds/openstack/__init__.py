@@ -37,7 +37,7 @@ from typing import Any
 
 from seawall.clouds import DriverCapabilities, Extent, ResourceSpec, SnapshotInfo
 from seawall.clouds.openstack.connection import CloudConnection
-from seawall.clouds.openstack.discovery import Discovery
+from seawall.clouds.openstack.discovery import Discovery, GiB
 from seawall.clouds.openstack.images import Images
 from seawall.clouds.openstack.naming import (
     KEY_COMMENT,
@@ -67,6 +67,7 @@ __all__ = [
     "RUNTIME_ATTRS",
     "SIZE_META",
     "TAG_SPEC",
+    "GiB",
     "OpenStackDriver",
     "keypair_name",
     "keypair_public_key",
