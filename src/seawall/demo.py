@@ -281,7 +281,7 @@ class Demo:
                         off += rng.randrange(1, 4) * MiB
                         d.write_volume(vid, off, _pattern(1000 * v + j, 512 * 1024, j % 2 == 0))
                     vols.append(vid)
-            cmd = [sys.executable, "-m", "seawall.clouds.sim_app", "--role", name.split("-")[0]]
+            cmd = [sys.executable, "-m", "seawall.clouds.sim.app", "--role", name.split("-")[0]]
             if s["requires"]:
                 cmd += ["--requires", ",".join(s["requires"])]
             ids[name] = mk(

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from keystoneauth1 import exceptions as ka
-
 from openstack import exceptions as os_exc
+
 from seawall.clouds import open_site
 from seawall.clouds.openstack import (
     KEY_TAG,
