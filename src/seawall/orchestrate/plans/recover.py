@@ -1,0 +1,381 @@
+"""Planning a recovery: failover, drill, migration (and failback, a migration back)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from seawall.model import (
+    CheckKind,
+    Checkpoint,
+    HealthCheck,
+    IpPolicy,
+    Policy,
+    RecoveryPlan,
+    Resource,
+    ResourceGraph,
+    ResourceKind,
+    RunKind,
+    Workload,
+)
+from seawall.orchestrate.plans.flow import (
+    FlowPlan,
+    Stage,
+    StepSpec,
+    _stage,
+    _stages,
+    labels,
+    resource_key,
+    step,
+)
+from seawall.orchestrate.plans.problems import RUNTIME_ATTRS, RecoverMode, _mapped_to, _script_stage
+from seawall.orchestrate.plans.protect import protect_stages, tidy_stage
+from seawall.orchestrate.steps import (
+    CheckHealthArgs,
+    CheckRecoveryArgs,
+    CleanupDrillArgs,
+    CreateResourceArgs,
+    FenceServerArgs,
+    MapResourceArgs,
+    RestoreImageArgs,
+    RestoreVolumeArgs,
+    RunScriptArgs,
+    VerifyVolumeArgs,
+    WaitServerArgs,
+    id_symbol,
+)
+
+K = ResourceKind
+
+
+#: roles left out when a resource is recreated: a volume is created blank, never from its
+#: image, because RestoreVolume writes only the checkpoint's data chunks and a hole in
+#: the checkpoint (zeros) must read as zeros, not as the image's bytes
+_BLANK_ROLES = frozenset({(K.VOLUME, "image")})
+
+
+def _user_tags(r: Resource) -> dict[str, str]:
+    """A resource's own tags (selectors depend on them), without seawall's bookkeeping."""
+    return {k: v for k, v in r.tags.items() if not k.startswith("seawall:")}
+
+
+def _spec_attrs(r: Resource, plan: RecoveryPlan, mode: RecoverMode) -> dict[str, Any]:
+    attrs = {k: v for k, v in r.attrs.items() if k not in RUNTIME_ATTRS}
+    m = plan.mappings
+    if r.kind is K.NETWORK and mode is RecoverMode.DRILL:
+        attrs["isolated"] = True
+        attrs["external"] = False
+    if r.kind is K.ROUTER and mode is RecoverMode.DRILL:
+        attrs["external_gateway"] = False
+    if r.kind is K.PORT and m.ip_policy is IpPolicy.DHCP:
+        attrs.pop("fixed_ips", None)
+        attrs.pop("mac_address", None)
+    if "availability_zone" in attrs:
+        zone = str(attrs["availability_zone"])
+        attrs["availability_zone"] = m.availability_zone.get(zone, zone)
+    if r.kind is K.VOLUME and "volume_type" in attrs:
+        vt = str(attrs["volume_type"])
+        attrs["volume_type"] = m.volume_type.get(vt, vt)
+    return attrs
+
+
+def plan_recover(
+    *,
+    run_id: str,
+    kind: RunKind,
+    mode: RecoverMode,
+    checkpoint: Checkpoint,
+    plan: RecoveryPlan,
+    repository_site: str,
+    prelude: Sequence[Stage] = (),
+    checkpoint_symbol: str = "",
+    epilogue: Sequence[Stage] = (),
+) -> FlowPlan:
+    """Recreate a checkpoint's workload at ``plan.target``.
+
+    Restore order comes from :data:`seawall.model.RESTORE_RULES` plus explicit edges;
+    servers boot by the plan's boot groups, each group checked healthy before the next.
+    A drill renames everything with a ``drill-`` prefix, isolates its networks, drops
+    floating IPs and removes everything it created at the end.
+    """
+    target = plan.target
+    graph = checkpoint.graph
+    drill = mode is RecoverMode.DRILL
+    short = run_id.split("-")[-1][:6]
+    prefix = f"drill-{short}-" if drill else ""
+    tags = {"seawall:run": run_id, "seawall:workload": checkpoint.workload}
+
+    label = labels(graph)
+
+    def create(r: Resource) -> StepSpec:
+        mapped = _mapped_to(plan, r, mode)
+        if mapped:
+            return step(
+                f"map-{r.kind.value}:{label[r.ref]}",
+                MapResourceArgs(target, r.kind.value, mapped),
+                provides=id_symbol(r.ref),
+            )
+        refs = {
+            role: tuple(id_symbol(x) for x in targets if graph.find(x) is not None)
+            for role, targets in r.refs.items()
+            if (r.kind, role) not in _BLANK_ROLES
+        }
+        return step(
+            f"create-{r.kind.value}:{label[r.ref]}",
+            CreateResourceArgs(
+                site=target,
+                kind=r.kind.value,
+                name=prefix + r.name if r.kind is not K.PROJECT else r.name,
+                key=resource_key(run_id, r.ref),
+                attrs=_spec_attrs(r, plan, mode),
+                refs=refs,
+                tags=tags if drill else {**_user_tags(r), **tags},
+                source_id=r.id,
+            ),
+            requires=tuple(sorted({sym for syms in refs.values() for sym in syms})),
+            provides=id_symbol(r.ref),
+        )
+
+    order = graph.restore_order()
+    by_kind = {k: [r for r in order if r.kind is k] for k in ResourceKind}
+    network_kinds = (K.PROJECT, K.NETWORK, K.SUBNET, K.ROUTER, K.SECURITY_GROUP)
+    stages: list[Stage | None] = [
+        _stage(
+            "preflight",
+            [
+                step(
+                    f"check-site:{target}",
+                    CheckRecoveryArgs(target, repository_site, checkpoint.id),
+                    requires=(checkpoint_symbol,) if checkpoint_symbol else (),
+                )
+            ],
+        )
+    ]
+    for k in network_kinds:
+        stages.append(_stage(f"network:{k.value}", [create(r) for r in by_kind[k]], parallel=True))
+    for k in (K.KEYPAIR, K.FLAVOR, K.VOLUME_TYPE, K.SERVER_GROUP):
+        stages.append(_stage(f"compute:{k.value}", [create(r) for r in by_kind[k]], parallel=True))
+    image_steps = []
+    for r in by_kind[K.IMAGE]:
+        image_steps.append(create(r))
+        if not _mapped_to(plan, r, mode):
+            image_steps.append(
+                step(
+                    f"restore-image:{label[r.ref]}",
+                    RestoreImageArgs(target, repository_site, checkpoint.id, r.id),
+                    requires=(id_symbol(r.ref),),
+                )
+            )
+    stages.append(_stage("images", image_steps))
+    volume_steps: list[StepSpec] = []
+    for r in by_kind[K.VOLUME]:
+        volume_steps.append(create(r))
+        volume_steps.append(
+            step(
+                f"restore-volume:{label[r.ref]}",
+                RestoreVolumeArgs(target, repository_site, checkpoint.id, r.id),
+                requires=(id_symbol(r.ref),),
+                provides=f"restored:{r.id}",
+                timeout=6 * 3600,
+            )
+        )
+    stages.append(_stage("volumes", volume_steps))
+    stages.append(_stage("ports", [create(r) for r in by_kind[K.PORT]], parallel=True))
+
+    servers = by_kind[K.SERVER]
+    groups: dict[int, list[Resource]] = {}
+    for s in servers:
+        groups.setdefault(plan.group_of(s.name), []).append(s)
+    user_groups = [g.name for g in plan.boot_groups]
+    group_names = [*user_groups, "rest"]
+    scripts = [
+        (
+            _script_stage(sc.stage),
+            step(
+                f"run-script:{i}",
+                RunScriptArgs(script=sc, site=target, record=drill),
+                timeout=sc.timeout_seconds + 5,
+            ),
+        )
+        for i, sc in enumerate(plan.scripts)
+    ]
+    check_names: set[str] = set()
+
+    def check_name(hc: HealthCheck) -> str:
+        base = f"check-health:{hc.server}:{hc.kind.value}{':' + str(hc.port) if hc.port else ''}"
+        name, n = base, 1
+        while name in check_names:
+            n += 1
+            name = f"{base}#{n}"
+        check_names.add(name)
+        return name
+
+    for gi, group_name in enumerate(group_names):
+        members = groups.get(gi, [])
+        stages.append(_stage(f"boot:{group_name}", [create(s) for s in members], parallel=True))
+        waits = [
+            step(
+                f"wait-server:{label[s.ref]}",
+                WaitServerArgs(target, "ACTIVE"),
+                requires=(id_symbol(s.ref),),
+            )
+            for s in members
+        ]
+        checks = [
+            step(
+                check_name(hc),
+                CheckHealthArgs(site=target, check=hc, record=drill),
+                requires=(id_symbol(next(s for s in members if s.name == hc.server).ref),),
+                timeout=hc.timeout_seconds + 5,
+            )
+            for hc in plan.health_checks
+            if any(s.name == hc.server for s in members)
+        ]
+        after = [step for where, step in scripts if where == group_name and gi < len(user_groups)]
+        stages.append(_stage(f"healthy:{group_name}", [*waits, *checks, *after]))
+    if not drill:
+        stages.append(
+            _stage("floating-ips", [create(r) for r in by_kind[K.FLOATING_IP]], parallel=True)
+        )
+    stages.append(
+        _stage(
+            "verify",
+            [
+                step(
+                    f"verify-volume:{label[r.ref]}",
+                    VerifyVolumeArgs(
+                        site=target,
+                        repository_site=repository_site,
+                        checkpoint_id=checkpoint.id,
+                        source_id=r.id,
+                        keep_base=not drill,
+                        record=drill,
+                    ),
+                    requires=(id_symbol(r.ref), f"restored:{r.id}"),
+                    timeout=6 * 3600,
+                )
+                for r in by_kind[K.VOLUME]
+            ]
+            + [step for where, step in scripts if not where or where not in user_groups],
+        )
+    )
+    if drill:
+        stages.append(
+            _stage(
+                "cleanup",
+                [
+                    step(
+                        f"cleanup-drill:{target}",
+                        CleanupDrillArgs(target),
+                        requires=tuple(
+                            [f"restored:{r.id}" for r in by_kind[K.VOLUME]]
+                            + [id_symbol(s.ref) for s in servers]
+                        ),
+                    )
+                ],
+            )
+        )
+    verb = {
+        RecoverMode.FAILOVER: "fail over",
+        RecoverMode.DRILL: "drill",
+        RecoverMode.MIGRATE: "migrate",
+    }[mode]
+    title = f"{verb} {checkpoint.workload} to {target} from checkpoint {checkpoint.id}"
+    return FlowPlan(run_id, kind, title, (*prelude, *_stages(*stages), *epilogue))
+
+
+def fence_stage(site: str, servers: Sequence[Resource]) -> Stage | None:
+    """Power off the primary's servers so nothing writes after the final checkpoint."""
+    return _stage(
+        "fence",
+        [
+            step(f"fence-server:{label[s.ref]}", FenceServerArgs(site, s.id))
+            for label in [labels(ResourceGraph(tuple(servers)))]
+            for s in servers
+        ],
+        parallel=True,
+    )
+
+
+def plan_migrate(
+    *,
+    run_id: str,
+    kind: RunKind,
+    workload: Workload,
+    policy: Policy,
+    graph: ResourceGraph,
+    checkpoint_id: str,
+    created_at: float,
+    previous: Checkpoint | None,
+    plan: RecoveryPlan,
+) -> FlowPlan:
+    """A planned migration (or failback) to ``plan.target`` with zero data loss.
+
+    The primary's servers are fenced (powered off) first, so nothing writes after the
+    final checkpoint; the final checkpoint (no quiesce needed) is replicated to the
+    target, and the recovery there starts from it. Reverting powers the primary back on;
+    snapshots and older checkpoints are tidied only once the recovery has succeeded.
+    """
+    final = protect_stages(
+        run_id=run_id,
+        workload=workload,
+        policy=policy,
+        graph=graph,
+        site=workload.site,
+        checkpoint_id=checkpoint_id,
+        created_at=created_at,
+        previous=previous,
+        targets=[plan.target],
+        prefix="final-",
+        quiesce=False,
+        tidy=False,
+    )
+    tidy = tidy_stage(
+        run_id=run_id,
+        workload=workload,
+        policy=policy,
+        graph=graph,
+        site=workload.site,
+        checkpoint_id=checkpoint_id,
+        targets=[plan.target],
+        prefix="final-",
+    )
+    fence = fence_stage(workload.site, graph.of_kind(K.SERVER))
+    pending = pending_checkpoint(workload, graph, checkpoint_id, created_at)
+    return plan_recover(
+        run_id=run_id,
+        kind=kind,
+        mode=RecoverMode.MIGRATE,
+        checkpoint=pending,
+        plan=plan,
+        repository_site=plan.target,
+        prelude=((fence,) if fence else ()) + final,
+        checkpoint_symbol="final-checkpoint",
+        epilogue=(tidy,) if tidy else (),
+    )
+
+
+def pending_checkpoint(
+    workload: Workload, graph: ResourceGraph, checkpoint_id: str, created_at: float
+) -> Checkpoint:
+    """What a migration plans from: the final checkpoint's graph, before it is taken."""
+    return Checkpoint(
+        id=checkpoint_id,
+        workload=workload.name,
+        site=workload.site,
+        created_at=created_at,
+        graph=graph,
+    )
+
+
+def default_recovery_plan(workload: Workload, target: str, graph: ResourceGraph) -> RecoveryPlan:
+    """Without a user plan: every server in one group, each checked for status ACTIVE."""
+    from seawall.model import BootGroup, HealthCheck
+
+    servers = tuple(s.name for s in graph.of_kind(K.SERVER))
+    return RecoveryPlan(
+        workload=workload.name,
+        target=target,
+        boot_groups=(BootGroup("all", servers),) if servers else (),
+        health_checks=tuple(HealthCheck(n, CheckKind.STATUS) for n in servers),
+    )
