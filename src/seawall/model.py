@@ -15,7 +15,7 @@ import heapq
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -54,91 +54,125 @@ def _snake(name: str) -> str:
 
 
 def _load(tp: Any, data: Any, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
+    """``data`` (parsed JSON/YAML) as a value of type ``tp``; InvalidInput names the field."""
     if tp is Any:
         return data
+    origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        if data is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _load(arg, data, path)
-            except InvalidInput as exc:
-                errors.append(exc)
-        raise errors[0] if errors else InvalidInput("unexpected null", field=path)
+        return _load_union(typing.get_args(tp), data, path)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if isinstance(data, tp):
-            return data
-        if not isinstance(data, Mapping):
-            raise InvalidInput(f"expected a mapping, got {_show(data)}", field=path)
-        hints = typing.get_type_hints(tp)
-        known = {f.name for f in dataclasses.fields(tp)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InvalidInput(
-                f"unknown field(s) {', '.join(map(repr, unknown))}; "
-                f"allowed: {', '.join(sorted(known))}",
-                field=path,
-            )
-        kwargs = {}
-        for f in dataclasses.fields(tp):
-            if f.name in data:
-                kwargs[f.name] = _load_field(f, hints[f.name], data[f.name], f"{path}.{f.name}")
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise InvalidInput("is required", field=f"{path}.{f.name}")
-        try:
-            return tp(**kwargs)
-        except InvalidInput as exc:
-            raise _rebase(exc, _snake(tp.__name__), path) from None
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(str(exc), field=path) from None
+        return _load_dataclass(tp, data, path)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        try:
-            return tp(data)
-        except ValueError:
-            allowed = ", ".join(repr(m.value) for m in tp)
-            raise InvalidInput(f"{_show(data)} is not one of {allowed}", field=path) from None
-    if origin is tuple:
-        if not isinstance(data, (list, tuple)):
-            raise InvalidInput(f"expected a list, got {_show(data)}", field=path)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_load(args[0], v, f"{path}[{i}]") for i, v in enumerate(data))
-        if len(args) != len(data):
-            raise InvalidInput(f"expected {len(args)} items, got {len(data)}", field=path)
-        return tuple(
-            _load(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, data, strict=False))
-        )
-    if origin is frozenset:
-        if not isinstance(data, (list, tuple, set, frozenset)):
-            raise InvalidInput(f"expected a list, got {_show(data)}", field=path)
-        return frozenset(_load(args[0], v, f"{path}[]") for v in data)
-    if origin in (dict, Mapping, typing.Mapping):
-        if not isinstance(data, Mapping):
-            raise InvalidInput(f"expected a mapping, got {_show(data)}", field=path)
-        kt, vt = args if args else (Any, Any)
-        return {_load(kt, k, path): _load(vt, v, f"{path}.{k}") for k, v in data.items()}
-    if origin is list:
-        if not isinstance(data, (list, tuple)):
-            raise InvalidInput(f"expected a list, got {_show(data)}", field=path)
-        return [_load(args[0], v, f"{path}[{i}]") for i, v in enumerate(data)]
-    if tp is float:
-        if isinstance(data, bool) or not isinstance(data, (int, float)):
-            raise InvalidInput(f"expected a number, got {_show(data)}", field=path)
-        return float(data)
-    if tp is int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            raise InvalidInput(f"expected an integer, got {_show(data)}", field=path)
-        return data
-    if tp in (str, bool):
-        if not isinstance(data, tp):
-            want = "a string" if tp is str else "true or false"
+        return _load_enum(tp, data, path)
+    if origin in _CONTAINER_LOADERS:
+        return _CONTAINER_LOADERS[origin](typing.get_args(tp), data, path)
+    if tp in _SCALAR_CHECKS:
+        ok, want = _SCALAR_CHECKS[tp]
+        if not ok(data):
             raise InvalidInput(f"expected {want}, got {_show(data)}", field=path)
-        return data
+        return float(data) if tp is float else data
     return data
+
+
+def _load_union(args: tuple[Any, ...], data: Any, path: str) -> Any:
+    """The first member type that accepts ``data`` (None only where the union allows it)."""
+    if data is None and type(None) in args:
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _load(arg, data, path)
+        except InvalidInput as exc:
+            errors.append(exc)
+    raise errors[0] if errors else InvalidInput("unexpected null", field=path)
+
+
+def _load_dataclass(tp: Any, data: Any, path: str) -> Any:
+    """A dataclass from a mapping: unknown fields refused, missing required ones named."""
+    if isinstance(data, tp):
+        return data
+    if not isinstance(data, Mapping):
+        raise InvalidInput(f"expected a mapping, got {_show(data)}", field=path)
+    hints = typing.get_type_hints(tp)
+    known = {f.name for f in dataclasses.fields(tp)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InvalidInput(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(sorted(known))}",
+            field=path,
+        )
+    kwargs = {}
+    for f in dataclasses.fields(tp):
+        if f.name in data:
+            kwargs[f.name] = _load_field(f, hints[f.name], data[f.name], f"{path}.{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise InvalidInput("is required", field=f"{path}.{f.name}")
+    try:
+        return tp(**kwargs)
+    except InvalidInput as exc:
+        raise _rebase(exc, _snake(tp.__name__), path) from None
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(str(exc), field=path) from None
+
+
+def _load_enum(tp: type[enum.Enum], data: Any, path: str) -> Any:
+    try:
+        return tp(data)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in tp)
+        raise InvalidInput(f"{_show(data)} is not one of {allowed}", field=path) from None
+
+
+def _load_tuple(args: tuple[Any, ...], data: Any, path: str) -> Any:
+    if not isinstance(data, (list, tuple)):
+        raise InvalidInput(f"expected a list, got {_show(data)}", field=path)
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(_load(args[0], v, f"{path}[{i}]") for i, v in enumerate(data))
+    if len(args) != len(data):
+        raise InvalidInput(f"expected {len(args)} items, got {len(data)}", field=path)
+    return tuple(
+        _load(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, data, strict=False))
+    )
+
+
+def _load_frozenset(args: tuple[Any, ...], data: Any, path: str) -> Any:
+    if not isinstance(data, (list, tuple, set, frozenset)):
+        raise InvalidInput(f"expected a list, got {_show(data)}", field=path)
+    return frozenset(_load(args[0], v, f"{path}[]") for v in data)
+
+
+def _load_mapping(args: tuple[Any, ...], data: Any, path: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise InvalidInput(f"expected a mapping, got {_show(data)}", field=path)
+    kt, vt = args if args else (Any, Any)
+    return {_load(kt, k, path): _load(vt, v, f"{path}.{k}") for k, v in data.items()}
+
+
+def _load_list(args: tuple[Any, ...], data: Any, path: str) -> Any:
+    if not isinstance(data, (list, tuple)):
+        raise InvalidInput(f"expected a list, got {_show(data)}", field=path)
+    return [_load(args[0], v, f"{path}[{i}]") for i, v in enumerate(data)]
+
+
+_CONTAINER_LOADERS: dict[Any, Callable[[tuple[Any, ...], Any, str], Any]] = {
+    tuple: _load_tuple,
+    frozenset: _load_frozenset,
+    dict: _load_mapping,
+    Mapping: _load_mapping,
+    typing.Mapping: _load_mapping,
+    list: _load_list,
+}
+
+#: scalar type -> (accepts?, what the error says was expected); bool is not a number here
+_SCALAR_CHECKS: dict[Any, tuple[Callable[[Any], bool], str]] = {
+    float: (lambda d: not isinstance(d, bool) and isinstance(d, (int, float)), "a number"),
+    int: (lambda d: not isinstance(d, bool) and isinstance(d, int), "an integer"),
+    str: (lambda d: isinstance(d, str), "a string"),
+    bool: (lambda d: isinstance(d, bool), "true or false"),
+}
 
 
 def _load_field(f: dataclasses.Field[Any], tp: Any, data: Any, path: str) -> Any:
