@@ -366,36 +366,8 @@ class Demo:
         self.deploy(svc)
         self.say("✔ deployed the shop application on site-a (db, app-1, app-2, web)")
         svc.create_workload("shop", "site-a", Selector.parse("tag:app=shop"), "gold", ["site-b"])
-        svc.set_plan(
-            {
-                "workload": "shop",
-                "target": "site-b",
-                "boot_groups": [
-                    dump(BootGroup("data", ("db",))),
-                    dump(BootGroup("app", ("app-1", "app-2"))),
-                    dump(BootGroup("web", ("web",))),
-                ],
-                "health_checks": [
-                    dump(HealthCheck(n, CheckKind.HTTP, port=p, path="/health", timeout_seconds=30))
-                    for n, p in (("db", 5432), ("app-1", 8080), ("app-2", 8080), ("web", 8000))
-                ],
-            }
-        )
-        svc.set_plan(
-            {
-                "workload": "shop",
-                "target": "site-a",
-                "boot_groups": [
-                    dump(BootGroup("data", ("db",))),
-                    dump(BootGroup("app", ("app-1", "app-2"))),
-                    dump(BootGroup("web", ("web",))),
-                ],
-                "health_checks": [
-                    dump(HealthCheck(n, CheckKind.HTTP, port=p, path="/health", timeout_seconds=30))
-                    for n, p in (("db", 5432), ("app-1", 8080), ("app-2", 8080), ("web", 8000))
-                ],
-            }
-        )
+        svc.set_plan(_shop_plan("site-b"))
+        svc.set_plan(_shop_plan("site-a"))
 
         full = svc.protect("shop")
         self.phase("protect_full", full)
@@ -496,6 +468,24 @@ class Demo:
             f"drill residue: {report['phases'].get('drill', {}).get('residue')}; "
             f"total {report['total_seconds']}s; report: {self.dir / 'report.json'}"
         )
+
+
+def _shop_plan(target: str) -> dict[str, Any]:
+    """The shop's recovery plan at ``target``: the same boot order and health checks
+    whichever way it moves (site-b for the failover and drill, site-a for the failback)."""
+    return {
+        "workload": "shop",
+        "target": target,
+        "boot_groups": [
+            dump(BootGroup("data", ("db",))),
+            dump(BootGroup("app", ("app-1", "app-2"))),
+            dump(BootGroup("web", ("web",))),
+        ],
+        "health_checks": [
+            dump(HealthCheck(n, CheckKind.HTTP, port=p, path="/health", timeout_seconds=30))
+            for n, p in (("db", 5432), ("app-1", 8080), ("app-2", 8080), ("web", 8000))
+        ],
+    }
 
 
 class DemoFailed(Exception):

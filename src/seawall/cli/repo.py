@@ -415,6 +415,32 @@ def repo_sync(
     )
 
 
+def _media_cmd(
+    src_url: str,
+    dst_url: str,
+    passphrase_file: str | None,
+    *,
+    src_options: tuple[str, ...] = (),
+    dst_options: tuple[str, ...] = (),
+    as_json: bool,
+    verb: str,
+) -> None:
+    """``export`` and ``import``: a copy to or from a directory, so one passphrase opens
+    both sides (the copy shares the repository's keys) and only the non-directory side
+    takes ``--option``."""
+    pw = _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase")
+    _sync_cmd(
+        src_url,
+        dst_url,
+        src_pw=pw,
+        dst_pw=pw,
+        options=_options(src_options),
+        dst_options=_options(dst_options),
+        as_json=as_json,
+        verb=verb,
+    )
+
+
 @repo_group.command("export")
 @click.argument("url")
 @click.argument("directory", type=click.Path(file_okay=False))
@@ -424,17 +450,7 @@ def repo_export(
     url: str, directory: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
 ) -> None:
     """Copy the repository to DIRECTORY (physical media for seeding a remote site)."""
-    pw = _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase")
-    _sync_cmd(
-        url,
-        directory,
-        src_pw=pw,
-        dst_pw=pw,
-        options=_options(options),
-        dst_options={},
-        as_json=as_json,
-        verb="export",
-    )
+    _media_cmd(url, directory, passphrase_file, src_options=options, as_json=as_json, verb="export")
 
 
 @repo_group.command("import")
@@ -446,22 +462,21 @@ def repo_import(
     directory: str, url: str, passphrase_file: str | None, options: tuple[str, ...], as_json: bool
 ) -> None:
     """Copy an exported DIRECTORY into the repository at URL (created if absent)."""
-    pw = _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase")
-    _sync_cmd(
-        directory,
-        url,
-        src_pw=pw,
-        dst_pw=pw,
-        options={},
-        dst_options=_options(options),
-        as_json=as_json,
-        verb="import",
-    )
+    _media_cmd(directory, url, passphrase_file, dst_options=options, as_json=as_json, verb="import")
 
 
 @repo_group.group("key")
 def key_group() -> None:
     """Manage key slots (passphrases) without rewriting any data."""
+
+
+def _open_for_new_key(
+    url: str, new_passphrase_file: str | None, passphrase_file: str | None, options: tuple[str, ...]
+) -> tuple[Repository, str]:
+    """The repository and the new passphrase for ``key add`` and ``key passwd``, read in
+    that order (a wrong current passphrase is reported before a missing new one)."""
+    repo = _open_url(url, passphrase_file, options)
+    return repo, _read_secret(NEW_PASSPHRASE_ENV, new_passphrase_file, "new passphrase")
 
 
 @key_group.command("list")
@@ -495,8 +510,7 @@ def key_add(
     as_json: bool,
 ) -> None:
     """Add a key slot for another passphrase."""
-    repo = _open_url(url, passphrase_file, options)
-    new = _read_secret(NEW_PASSPHRASE_ENV, new_passphrase_file, "new passphrase")
+    repo, new = _open_for_new_key(url, new_passphrase_file, passphrase_file, options)
     slot = repo.add_key(new, kdf=kdf)
     emit(as_json, {"id": slot}, f"added key slot {slot}")
 
@@ -529,8 +543,7 @@ def key_passwd(
     as_json: bool,
 ) -> None:
     """Change the passphrase of the slot this passphrase opens."""
-    repo = _open_url(url, passphrase_file, options)
-    new = _read_secret(NEW_PASSPHRASE_ENV, new_passphrase_file, "new passphrase")
+    repo, new = _open_for_new_key(url, new_passphrase_file, passphrase_file, options)
     slot = repo.change_passphrase(new, kdf=kdf)
     emit(as_json, {"id": slot}, f"passphrase changed (new key slot {slot})")
 

@@ -77,13 +77,15 @@ class RunStore:
                 raise conflict("run", run.id)
 
     def get_run(self, id: str) -> Run:
+        return model.load(Run, self._run_column(runs_t.c.doc, id))
+
+    def _run_column(self, column: sa.Column[Any], id: str) -> Any:
+        """One column of run ``id``'s row; NotFound if there is no such run."""
         with self._db.tx() as conn:
-            doc = conn.execute(
-                sa.select(runs_t.c.doc).where(runs_t.c.id == id)
-            ).scalar_one_or_none()
-        if doc is None:
+            value = conn.execute(sa.select(column).where(runs_t.c.id == id)).scalar_one_or_none()
+        if value is None:
             raise not_found("run", id)
-        return model.load(Run, doc)
+        return value
 
     def list_runs(
         self,
@@ -162,13 +164,7 @@ class RunStore:
             conn.execute(sa.update(runs_t).where(runs_t.c.id == id).values(cancel_requested=True))
 
     def cancel_requested(self, id: str) -> bool:
-        with self._db.tx() as conn:
-            flag = conn.execute(
-                sa.select(runs_t.c.cancel_requested).where(runs_t.c.id == id)
-            ).scalar_one_or_none()
-        if flag is None:
-            raise not_found("run", id)
-        return bool(flag)
+        return bool(self._run_column(runs_t.c.cancel_requested, id))
 
     def _lock_run(self, conn: Connection, id: str) -> tuple[Run, bool]:
         row = conn.execute(
