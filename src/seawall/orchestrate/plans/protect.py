@@ -52,13 +52,14 @@ def protect_stages(
     targets: Sequence[str],
     prefix: str = "",
     quiesce: bool = True,
-    tidy: bool = True,
-) -> tuple[Stage, ...]:
-    """The stages of one checkpoint; ``prefix`` namespaces them inside a bigger run.
+) -> tuple[tuple[Stage, ...], Stage | None]:
+    """The stages of one checkpoint, and apart from them its tidy stage (expiring
+    snapshots and older checkpoints, see :func:`tidy_stage`), which cannot be undone:
+    a protect runs it last, a migration only once its recovery has succeeded.
 
-    ``quiesce=False`` is for a migration's final checkpoint: its servers are already
-    powered off, so there is nothing to freeze. ``tidy=False`` leaves out expiring
-    snapshots and older checkpoints (see :func:`tidy_stage`), which cannot be undone.
+    ``prefix`` namespaces the stages inside a bigger run. ``quiesce=False`` is for a
+    migration's final checkpoint: its servers are already powered off, so there is
+    nothing to freeze.
     """
     p = prefix
     label = labels(graph)
@@ -163,7 +164,7 @@ def protect_stages(
         )
         for t in targets
     ]
-    return _stages(
+    stages = _stages(
         _stage(f"{p}prepare", [check]),
         _stage(f"{p}quiesce", freeze, parallel=True),
         _stage(f"{p}snapshot", snapshots, parallel=True),
@@ -171,19 +172,18 @@ def protect_stages(
         _stage(f"{p}upload", [*uploads, *image_uploads]),
         _stage(f"{p}commit", [commit]),
         _stage(f"{p}replicate", replicate, parallel=True),
-        tidy_stage(
-            run_id=run_id,
-            workload=workload,
-            policy=policy,
-            graph=graph,
-            site=site,
-            checkpoint_id=checkpoint_id,
-            targets=targets,
-            prefix=prefix,
-        )
-        if tidy
-        else None,
     )
+    tidy = tidy_stage(
+        run_id=run_id,
+        workload=workload,
+        policy=policy,
+        graph=graph,
+        site=site,
+        checkpoint_id=checkpoint_id,
+        targets=targets,
+        prefix=prefix,
+    )
+    return stages, tidy
 
 
 def tidy_stage(
@@ -242,7 +242,7 @@ def plan_protect(
     """One checkpoint of ``workload`` on its site, replicated to its targets."""
     targets = tuple(dict.fromkeys((*workload.targets, *policy.targets)))
     targets = tuple(t for t in targets if t != workload.site)
-    stages = protect_stages(
+    stages, tidy = protect_stages(
         run_id=run_id,
         workload=workload,
         policy=policy,
@@ -253,4 +253,5 @@ def plan_protect(
         previous=previous,
         targets=targets,
     )
-    return FlowPlan(run_id, kind, f"{kind.value} {workload.name} on {workload.site}", stages)
+    title = f"{kind.value} {workload.name} on {workload.site}"
+    return FlowPlan(run_id, kind, title, _stages(*stages, tidy))

@@ -29,7 +29,7 @@ from seawall.orchestrate.plans.flow import (
     step,
 )
 from seawall.orchestrate.plans.problems import RUNTIME_ATTRS, RecoverMode, _mapped_to, _script_stage
-from seawall.orchestrate.plans.protect import protect_stages, tidy_stage
+from seawall.orchestrate.plans.protect import protect_stages
 from seawall.orchestrate.steps import (
     CheckHealthArgs,
     CheckRecoveryArgs,
@@ -316,7 +316,7 @@ def plan_migrate(
     target, and the recovery there starts from it. Reverting powers the primary back on;
     snapshots and older checkpoints are tidied only once the recovery has succeeded.
     """
-    final = protect_stages(
+    final, tidy = protect_stages(
         run_id=run_id,
         workload=workload,
         policy=policy,
@@ -328,17 +328,6 @@ def plan_migrate(
         targets=[plan.target],
         prefix="final-",
         quiesce=False,
-        tidy=False,
-    )
-    tidy = tidy_stage(
-        run_id=run_id,
-        workload=workload,
-        policy=policy,
-        graph=graph,
-        site=workload.site,
-        checkpoint_id=checkpoint_id,
-        targets=[plan.target],
-        prefix="final-",
     )
     fence = fence_stage(workload.site, graph.of_kind(K.SERVER))
     pending = pending_checkpoint(workload, graph, checkpoint_id, created_at)
