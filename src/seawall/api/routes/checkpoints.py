@@ -1,0 +1,73 @@
+"""Checkpoints: listed per workload or across the caller's workloads, shown by id."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from seawall.api.dependencies import Caller, Limit, Marker, Svc, paginate
+from seawall.api.schemas import CheckpointOut, Page
+from seawall.errors import NotFound
+from seawall.model import Checkpoint, dump
+from seawall.service import access
+
+router = APIRouter()
+
+
+def checkpoint_out(cp: Checkpoint) -> CheckpointOut:
+    return CheckpointOut(
+        id=cp.id,
+        workload=cp.workload,
+        site=cp.site,
+        created_at=cp.created_at,
+        consistency=cp.consistency.value,
+        parent=cp.parent,
+        volumes=[dump(v) for v in cp.volumes],
+        notes=list(cp.notes),
+        resources=len(cp.graph.resources),
+    )
+
+
+@router.get("/workloads/{name}/checkpoints", tags=["checkpoints"])
+def workload_checkpoints(
+    p: Caller,
+    svc: Svc,
+    name: str,
+    site: str | None = None,
+    limit: Limit = 100,
+    marker: Marker = None,
+) -> Page[CheckpointOut]:
+    access.visible_workload(svc, p, name)
+    cps = [checkpoint_out(c) for c in svc.list_checkpoints(workload=name, site=site)]
+    items, nxt = paginate(cps, lambda c: c.id, limit, marker)
+    return Page[CheckpointOut](items=items, next_marker=nxt)
+
+
+@router.get("/checkpoints", tags=["checkpoints"])
+def list_checkpoints(
+    p: Caller,
+    svc: Svc,
+    workload: str | None = None,
+    site: str | None = None,
+    limit: Limit = 100,
+    marker: Marker = None,
+) -> Page[CheckpointOut]:
+    names = {w.name for w in access.visible_workloads(svc, p)}
+    if workload is not None:
+        access.visible_workload(svc, p, workload)
+    cps = [
+        checkpoint_out(c)
+        for c in svc.list_checkpoints(workload=workload, site=site)
+        if c.workload in names
+    ]
+    items, nxt = paginate(cps, lambda c: c.id, limit, marker)
+    return Page[CheckpointOut](items=items, next_marker=nxt)
+
+
+@router.get("/checkpoints/{checkpoint_id}", tags=["checkpoints"])
+def get_checkpoint(p: Caller, svc: Svc, checkpoint_id: str) -> CheckpointOut:
+    cp = svc.get_checkpoint(checkpoint_id)
+    try:
+        access.visible_workload(svc, p, cp.workload)
+    except NotFound:  # say "no such checkpoint", not which workload it belongs to
+        raise NotFound(f"checkpoint {checkpoint_id!r} not found") from None
+    return checkpoint_out(cp)
