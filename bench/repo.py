@@ -44,15 +44,33 @@ def parse_size(text: str) -> int:
 # Data
 # --------------------------------------------------------------------------------------
 def make_text(rng: random.Random, n: int) -> bytes:
-    words = ["INFO", "WARN", "DEBUG", "request", "served", "user", "GET", "POST", "/api/v1",
-             "latency_ms", "status=200", "status=404", "worker", "cache", "miss", "hit"]
+    words = [
+        "INFO",
+        "WARN",
+        "DEBUG",
+        "request",
+        "served",
+        "user",
+        "GET",
+        "POST",
+        "/api/v1",
+        "latency_ms",
+        "status=200",
+        "status=404",
+        "worker",
+        "cache",
+        "miss",
+        "hit",
+    ]
     lines = []
     size = 0
     while size < min(n, 256 * 1024):
-        line = (f"2025-01-{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}:"
-                f"{rng.randrange(60):02d}:{rng.randrange(60):02d} "
-                + " ".join(rng.choice(words) for _ in range(rng.randrange(4, 12)))
-                + f" id={rng.randrange(10**9)}\n")
+        line = (
+            f"2025-01-{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}:"
+            f"{rng.randrange(60):02d}:{rng.randrange(60):02d} "
+            + " ".join(rng.choice(words) for _ in range(rng.randrange(4, 12)))
+            + f" id={rng.randrange(10**9)}\n"
+        )
         lines.append(line)
         size += len(line)
     block = "".join(lines).encode()
@@ -96,8 +114,9 @@ def mutate(src: Path, dst: Path, frac: float = 0.02, seed: int = 2) -> list[list
             n = rng.randrange(1, 17) * 4096
             off = rng.randrange(0, (size - n) // 4096) * 4096
             kind = rng.random()
-            data = rng.randbytes(n) if kind < 0.6 else (
-                make_text(rng, n) if kind < 0.9 else bytes(n))
+            data = (
+                rng.randbytes(n) if kind < 0.6 else (make_text(rng, n) if kind < 0.9 else bytes(n))
+            )
             os.pwrite(f.fileno(), data, off)
             extents.append([off, n])
             changed += n
@@ -146,8 +165,9 @@ def run(
 
     with tempfile.TemporaryFile() as out_f, tempfile.TemporaryFile() as err_f:
         t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=cwd,
-                                stdout=out_f, stderr=err_f)
+        proc = subprocess.Popen(
+            cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=out_f, stderr=err_f
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.monotonic() - t0
@@ -156,8 +176,12 @@ def run(
         out, err = out_f.read().decode(), err_f.read().decode()
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[:3]} failed ({proc.returncode}): {err[-2000:]}")
-    return {"wall": wall, "rss_mib": usage.ru_maxrss / 1024,
-            "cpu": usage.ru_utime + usage.ru_stime, "stdout": out}
+    return {
+        "wall": wall,
+        "rss_mib": usage.ru_maxrss / 1024,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "stdout": out,
+    }
 
 
 def du(path: Path) -> int:
@@ -169,9 +193,12 @@ def ensure_tool(name: str, package: str) -> bool:
         return True
     print(f"installing {package} from Debian ...", file=sys.stderr)
     sudo = [] if os.geteuid() == 0 else ["sudo"]
-    subprocess.run([*sudo, "apt-get", "install", "-y", "-qq", package],
-                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                   stdout=subprocess.DEVNULL, check=False)
+    subprocess.run(
+        [*sudo, "apt-get", "install", "-y", "-qq", package],
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        stdout=subprocess.DEVNULL,
+        check=False,
+    )
     return shutil.which(name) is not None
 
 
@@ -180,29 +207,47 @@ def seawall_cli(group: str, *args: str) -> list[str]:
     return [sys.executable, "-c", code, *args]
 
 
-def bench_seawall(w: Path, files: dict[str, Path], ext: Path, kdf: str,
-                  chunk: int | None) -> dict[str, Any]:
+def bench_seawall(
+    w: Path, files: dict[str, Path], ext: Path, kdf: str, chunk: int | None
+) -> dict[str, Any]:
     repo = w / "seawall-repo"
     env = {"SEAWALL_PASSPHRASE": PASS}
     init = ["init", str(repo), "--kdf", kdf] + (["--chunk-size", str(chunk)] if chunk else [])
     run(seawall_cli("repo_group", *init), env)
     res: dict[str, Any] = {}
-    r = run(seawall_cli("volume_group", "put", str(repo), "disk", str(files["full"]), "--json"),
-            env)
+    r = run(
+        seawall_cli("volume_group", "put", str(repo), "disk", str(files["full"]), "--json"), env
+    )
     full_id = json.loads(r["stdout"])["id"]
     res["full"] = {**r, "stored": du(repo)}
     before = du(repo)
-    r = run(seawall_cli("volume_group", "put", str(repo), "disk", str(files["mut"]), "--base",
-                        full_id, "--changed-extents", str(ext), "--json"), env)
+    r = run(
+        seawall_cli(
+            "volume_group",
+            "put",
+            str(repo),
+            "disk",
+            str(files["mut"]),
+            "--base",
+            full_id,
+            "--changed-extents",
+            str(ext),
+            "--json",
+        ),
+        env,
+    )
     mut_id = json.loads(r["stdout"])["id"]
     res["mut"] = {**r, "added": du(repo) - before}
     before = du(repo)
-    r = run(seawall_cli("volume_group", "put", str(repo), "disk-noext", str(files["mut"]),
-                        "--json"), env)
+    r = run(
+        seawall_cli("volume_group", "put", str(repo), "disk-noext", str(files["mut"]), "--json"),
+        env,
+    )
     res["mut_noext"] = {**r, "added": du(repo) - before}
     before = du(repo)
-    r = run(seawall_cli("volume_group", "put", str(repo), "disk", str(files["shift"]), "--json"),
-            env)
+    r = run(
+        seawall_cli("volume_group", "put", str(repo), "disk", str(files["shift"]), "--json"), env
+    )
     res["shift"] = {**r, "added": du(repo) - before}
     out = w / "seawall-restore.img"
     r = run(seawall_cli("volume_group", "get", str(repo), f"disk@{mut_id}", str(out)), env)
@@ -237,8 +282,11 @@ def bench_restic(w: Path, files: dict[str, Path]) -> dict[str, Any]:
 def bench_borg(w: Path, files: dict[str, Path]) -> dict[str, Any]:
     repo, base, src = w / "borg-repo", w / "borg-base", w / "borg-src"
     src.mkdir(exist_ok=True)
-    env = {"BORG_PASSPHRASE": PASS, "BORG_BASE_DIR": str(base),
-           "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes"}
+    env = {
+        "BORG_PASSPHRASE": PASS,
+        "BORG_BASE_DIR": str(base),
+        "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes",
+    }
     run(["borg", "init", "-e", "repokey", str(repo)], env)
     res: dict[str, Any] = {}
     for step in ("full", "mut", "shift"):
@@ -277,8 +325,12 @@ def main() -> None:
     ap.add_argument("--kdf", default="default", choices=["default", "fast"])
     ap.add_argument("--chunk-size", type=int, default=None)
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="repetitions (tools interleaved); the table shows median [min-max]")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="repetitions (tools interleaved); the table shows median [min-max]",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the generated images")
     args = ap.parse_args()
     size = parse_size(args.size)
@@ -298,9 +350,13 @@ def main() -> None:
         marker.touch()
     changed = sum(n for _, n in json.loads(ext.read_text()))
     tools = args.tools.split(",")
-    available = [t for t in tools if t == "seawall"
-                 or (t == "restic" and ensure_tool("restic", "restic"))
-                 or (t == "borg" and ensure_tool("borg", "borgbackup"))]
+    available = [
+        t
+        for t in tools
+        if t == "seawall"
+        or (t == "restic" and ensure_tool("restic", "restic"))
+        or (t == "borg" and ensure_tool("borg", "borgbackup"))
+    ]
     reps: list[dict[str, Any]] = []
     for rep in range(args.repeat):
         for p in w.iterdir():
@@ -372,18 +428,34 @@ def report(reps: list[dict[str, Any]], as_json: bool) -> None:
         print(json.dumps({"runs": reps}, indent=1, default=str))
         return
     size, changed = reps[0]["size"], reps[0]["changed_bytes"]
-    print(f"volume {size / MiB:.0f} MiB, changed {changed / 1e6:.1f} MB, "
-          f"{len(reps)} repetition(s): median [min-max]")
-    cols = ["full_MBps", "full_cpu_s", "incr_s", "incr_cpu_s", "incr_stored_per_changed",
-            "restore_MBps", "restore_cpu_s", "peak_rss_MiB", "shift_stored_MiB"]
+    print(
+        f"volume {size / MiB:.0f} MiB, changed {changed / 1e6:.1f} MB, "
+        f"{len(reps)} repetition(s): median [min-max]"
+    )
+    cols = [
+        "full_MBps",
+        "full_cpu_s",
+        "incr_s",
+        "incr_cpu_s",
+        "incr_stored_per_changed",
+        "restore_MBps",
+        "restore_cpu_s",
+        "peak_rss_MiB",
+        "shift_stored_MiB",
+    ]
     for tool in reps[0]["summary"]:
         rows = [r["summary"][tool] for r in reps]
-        print(f"{tool}: " + ", ".join(f"{c}={_med([x[c] for x in rows])}" for c in cols)
-              + ("" if all(x["restore_ok"] for x in rows) else "  RESTORE MISMATCH"))
+        print(
+            f"{tool}: "
+            + ", ".join(f"{c}={_med([x[c] for x in rows])}" for c in cols)
+            + ("" if all(x["restore_ok"] for x in rows) else "  RESTORE MISMATCH")
+        )
         for ref in ("restic", "borg"):
             if f"vs_{ref}" in rows[0]:
-                ratios = {k: _med([x[f"vs_{ref}"][k] for x in rows])
-                          for k in ("full", "incr_time", "restore")}
+                ratios = {
+                    k: _med([x[f"vs_{ref}"][k] for x in rows])
+                    for k in ("full", "incr_time", "restore")
+                }
                 print(f"   vs {ref}: {ratios}")
 
 

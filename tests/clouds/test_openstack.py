@@ -180,9 +180,7 @@ def test_generic_path_reads_through_cinder_and_glance(tmp_path: Path) -> None:
     from seawall.clouds import ResourceSpec
 
     path = lab_clouds(tmp_path)
-    rbd_side = driver(
-        cloud="seawall-lab-a", clouds_yaml=str(path), ceph_conf=str(LAB.ceph_conf)
-    )
+    rbd_side = driver(cloud="seawall-lab-a", clouds_yaml=str(path), ceph_conf=str(LAB.ceph_conf))
     generic = driver(cloud="seawall-lab-a", clouds_yaml=str(path))
     assert generic.capabilities().data_paths == ("full",)
     key = f"t-generic-{os.getpid()}"

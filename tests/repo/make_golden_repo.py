@@ -31,8 +31,9 @@ class _Bytes:
 def main(target: str) -> None:
     rng = random.Random(2025)
     root = Path(target)
-    repo = Repository.init(LocalStorage(root), PASSPHRASE, kdf="fast", chunk_size=4096,
-                           pack_size=16 * 1024)
+    repo = Repository.init(
+        LocalStorage(root), PASSPHRASE, kdf="fast", chunk_size=4096, pack_size=16 * 1024
+    )
     text = b"".join(f"{i:06d} INFO seawall golden line\n".encode() for i in range(600))
     vol = bytes(8192) + rng.randbytes(12288) + text[:16384] + bytes(4096) + b"tail"
     v1 = repo.write_volume("golden-disk", _Bytes(vol))
@@ -40,8 +41,13 @@ def main(target: str) -> None:
     v2 = repo.write_volume("golden-disk", _Bytes(vol2), base=v1.id, extents=[(9000, 8)])
     stream = rng.randbytes(20000) + text
     sid = repo.put_stream("golden-image", [stream[:7000], stream[7000:]])
-    repo.save_manifest("checkpoint", {"workload": "golden"}, {"note": "format v1"},
-                       id="golden-checkpoint", refs=[v2.id, sid])
+    repo.save_manifest(
+        "checkpoint",
+        {"workload": "golden"},
+        {"note": "format v1"},
+        id="golden-checkpoint",
+        refs=[v2.id, sid],
+    )
     repo.close()
     expect = {
         "passphrase": PASSPHRASE,

@@ -45,5 +45,3 @@ def make_volume(size: int, seed: int = 1, chunk: int = 4096) -> bytes:
         else:
             out += rng.randbytes(n)
     return bytes(out[:size])
-
-

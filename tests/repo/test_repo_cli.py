@@ -46,8 +46,11 @@ def test_put_get_list_round_trip(tmp_path: Path, repo_url: str, env: dict[str, s
     src.write_bytes(changed)
     ext = tmp_path / "ext.json"
     ext.write_text(json.dumps([[5000, 100]]))
-    r = run(volume_group, ["put", repo_url, "disk0", str(src), "--base", first[:10],
-                           "--changed-extents", str(ext)], env)
+    r = run(
+        volume_group,
+        ["put", repo_url, "disk0", str(src), "--base", first[:10], "--changed-extents", str(ext)],
+        env,
+    )
     assert r.exit_code == 0, r.output
     second = r.output.strip()
     assert len(second) == 64 and second != first
@@ -71,8 +74,7 @@ def test_repo_commands(tmp_path: Path, repo_url: str, env: dict[str, str]) -> No
     assert r.exit_code == 0 and json.loads(r.output)["ok"] is True
     r = run(repo_group, ["stats", repo_url, "--json"], env)
     assert json.loads(r.output)["manifests"] == {"volume": 3}
-    r = run(repo_group, ["forget", repo_url, "--kind", "volume", "--keep-last", "1", "--json"],
-            env)
+    r = run(repo_group, ["forget", repo_url, "--kind", "volume", "--keep-last", "1", "--json"], env)
     assert r.exit_code == 0 and len(json.loads(r.output)["removed"]) == 2
     r = run(repo_group, ["prune", repo_url, "--json"], env)
     assert r.exit_code == 0, r.output
@@ -91,8 +93,11 @@ def test_repo_commands(tmp_path: Path, repo_url: str, env: dict[str, str]) -> No
 def test_key_commands(tmp_path: Path, repo_url: str, env: dict[str, str]) -> None:
     new_pw = tmp_path / "new.txt"
     new_pw.write_text("second passphrase\n")
-    r = run(repo_group, ["key", "add", repo_url, "--kdf", "fast",
-                         "--new-passphrase-file", str(new_pw), "--json"], env)
+    r = run(
+        repo_group,
+        ["key", "add", repo_url, "--kdf", "fast", "--new-passphrase-file", str(new_pw), "--json"],
+        env,
+    )
     assert r.exit_code == 0, r.output
     slot = json.loads(r.output)["id"]
     r = run(repo_group, ["key", "list", repo_url, "--json"], env)
@@ -101,8 +106,11 @@ def test_key_commands(tmp_path: Path, repo_url: str, env: dict[str, str]) -> Non
     r = run(repo_group, ["stats", repo_url, "--passphrase-file", str(new_pw)], {})
     assert r.exit_code == 0, r.output
     assert run(repo_group, ["key", "remove", repo_url, slot], env).exit_code == 0
-    r = run(repo_group, ["key", "passwd", repo_url, "--kdf", "fast",
-                         "--new-passphrase-file", str(new_pw)], env)
+    r = run(
+        repo_group,
+        ["key", "passwd", repo_url, "--kdf", "fast", "--new-passphrase-file", str(new_pw)],
+        env,
+    )
     assert r.exit_code == 0
     assert run(repo_group, ["stats", repo_url], env).exit_code == WrongPassphrase.exit_code
 

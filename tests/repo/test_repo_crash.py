@@ -30,7 +30,9 @@ CLI = "import sys; from seawall.cli.repo import {g} as g; g(sys.argv[1:])"
 def _cli(group: str, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-c", CLI.format(g=group), *args],
-        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -71,8 +73,12 @@ def test_kill_during_volume_put(tmp_path: Path) -> None:
     assert repo.list_volumes() == []  # no manifest, so nothing refers to partial data
     indexed_before = sum(len(es) for es in repo.indexed_packs().values())
     assert indexed_before > 0
-    r = CliRunner().invoke(volume_group, ["put", str(repo_dir), "disk", str(img), "--json"],
-                           env={"SEAWALL_PASSPHRASE": PW}, catch_exceptions=False)
+    r = CliRunner().invoke(
+        volume_group,
+        ["put", str(repo_dir), "disk", str(img), "--json"],
+        env={"SEAWALL_PASSPHRASE": PW},
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     info = json.loads(r.output)
     # resent only the chunks that had not been indexed before the kill
@@ -106,8 +112,12 @@ def test_kill_during_sync(tmp_path: Path) -> None:
     assert dst.check().ok
     arrived = sum(b.size for b in LocalStorage(dst_dir).list("data/"))
     assert 0 < arrived < total
-    r = CliRunner().invoke(repo_group, ["sync", str(src_dir), str(dst_dir), "--json"],
-                           env={"SEAWALL_PASSPHRASE": PW}, catch_exceptions=False)
+    r = CliRunner().invoke(
+        repo_group,
+        ["sync", str(src_dir), str(dst_dir), "--json"],
+        env={"SEAWALL_PASSPHRASE": PW},
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     stats = json.loads(r.output)
     assert stats["bytes_sent"] <= total - arrived + 64 * 1024  # + manifests

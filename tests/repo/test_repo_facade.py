@@ -57,9 +57,7 @@ def test_incremental_reads_only_changed_extents(repo: Repository) -> None:
     data[10_000:10_010] = b"X" * 10
     data[200_000:204_100] = b"Y" * 4100  # crosses a chunk boundary
     src = BytesSource(bytes(data))
-    inc = repo.write_volume(
-        "v", src, base=base.id, extents=[(10_000, 10), (200_000, 4100)]
-    )
+    inc = repo.write_volume("v", src, base=base.id, extents=[(10_000, 10), (200_000, 4100)])
     assert src.bytes_read == 4096 * 3  # 1 chunk + 2 chunks, rounded to chunks
     assert inc.bytes_read == 4096 * 3
     assert inc.base == base.id
@@ -134,7 +132,10 @@ def test_manifest_save_load_list_idempotent(repo: Repository) -> None:
         repo.save_manifest("checkpoint", {"workload": "w1"}, {"n": 2}, id="cp-1")
     m = repo.load_manifest("cp-1")
     assert (m.kind, dict(m.labels), dict(m.body), m.refs) == (
-        "checkpoint", {"workload": "w1"}, {"n": 1}, (v.id,)
+        "checkpoint",
+        {"workload": "w1"},
+        {"n": 1},
+        (v.id,),
     )
     auto = repo.save_manifest("checkpoint", {"workload": "w2"}, {"n": 3})
     assert [x.id for x in repo.list_manifests("checkpoint", {"workload": "w2"})] == [auto]
@@ -281,8 +282,11 @@ def test_restore_volume_into_a_file_equals_read_volume(repo: Repository, tmp_pat
         os.close(dfd)
         os.close(fd)
     assert out.read_bytes() == data
-    nonzero = sum(len(data[i : i + 4096]) for i in range(0, len(data), 4096)
-                  if data[i : i + 4096].strip(b"\0"))
+    nonzero = sum(
+        len(data[i : i + 4096])
+        for i in range(0, len(data), 4096)
+        if data[i : i + 4096].strip(b"\0")
+    )
     assert n == nonzero and seen[-1] == n
 
 
@@ -293,7 +297,7 @@ def test_incompressible_chunks_are_stored_raw_and_text_compressed(repo: Reposito
 
     rnd = random.Random(5).randbytes(64 * 1024)
     text = (b"2025-01-01 INFO request served status=200 id=12345\n" * 2000)[: 64 * 1024]
-    mixed = rnd[:48 * 1024] + text[:16 * 1024]  # one compressible probe sample is enough
+    mixed = rnd[: 48 * 1024] + text[: 16 * 1024]  # one compressible probe sample is enough
     for payload, codec in ((rnd, Codec.NONE), (text, Codec.ZSTD), (mixed, Codec.ZSTD)):
         sealed = repo.keys.seal_buffer(16, payload, b"c" * 32)
         assert sealed[4] == codec

@@ -10,15 +10,11 @@ from seawall.repo import Repository
 from seawall.storage.memory import MemoryStorage
 
 CHUNK = 4096
-SETTINGS = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _new_repo() -> Repository:
-    return Repository.init(
-        MemoryStorage(), PASS, kdf="fast", chunk_size=CHUNK, pack_size=16 * 1024
-    )
+    return Repository.init(MemoryStorage(), PASS, kdf="fast", chunk_size=CHUNK, pack_size=16 * 1024)
 
 
 @st.composite
@@ -43,8 +39,11 @@ def volume_and_writes(draw: st.DrawFn) -> tuple[bytes, bytes, list[tuple[int, in
         if not new:
             break
         off = draw(st.integers(0, len(new) - 1))
-        payload = draw(st.one_of(st.binary(min_size=1, max_size=2 * CHUNK),
-                                 st.integers(1, 2 * CHUNK).map(bytes)))
+        payload = draw(
+            st.one_of(
+                st.binary(min_size=1, max_size=2 * CHUNK), st.integers(1, 2 * CHUNK).map(bytes)
+            )
+        )
         payload = payload[: len(new) - off]
         new[off : off + len(payload)] = payload
         extents.append((off, len(payload)))
@@ -115,7 +114,8 @@ def test_index_rebuilt_from_packs_equals_saved(vols: list[bytes]) -> None:
     repo = _new_repo()
     for i, v in enumerate(vols):
         repo.write_volume(f"v{i}", BytesSource(v))
-    saved = {(p, e) for p, es in Repository.open(repo.storage, PASS).indexed_packs().items()
-             for e in es}
+    saved = {
+        (p, e) for p, es in Repository.open(repo.storage, PASS).indexed_packs().items() for e in es
+    }
     rebuilt = {(p, e) for p, es in repo.rebuild_index().items() for e in es}
     assert rebuilt == saved

@@ -87,8 +87,7 @@ def test_sync_refuses_foreign_keys(src: Repository) -> None:
 
 
 def test_key_from_shares_key_material(src: Repository) -> None:
-    dst = Repository.init(MemoryStorage(), "another", kdf="fast", key_from=src,
-                          chunk_size=4096)
+    dst = Repository.init(MemoryStorage(), "another", kdf="fast", key_from=src, chunk_size=4096)
     assert dst.id != src.id
     sync(src, dst)
     assert dst.check(read_data=True).ok

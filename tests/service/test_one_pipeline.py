@@ -96,11 +96,16 @@ def test_cli_api_and_scheduler_start_operations_through_one_pipeline(
     monkeypatch.setattr(Outcome, "finalize", finalize)
 
     # the CLI: protect a -> b, drill at b, fail over to b (the workload now runs at b)
-    ids = {"cli": [cli(*args)["id"] for args in (
-        ("protect", "shop"),
-        ("drill", "shop"),
-        ("failover", "shop", "--target", "b"),
-    )]}
+    ids = {
+        "cli": [
+            cli(*args)["id"]
+            for args in (
+                ("protect", "shop"),
+                ("drill", "shop"),
+                ("failover", "shop", "--target", "b"),
+            )
+        ]
+    }
     install_runtime(svc)  # each in-process command installed (and closed) its own
     assert svc.get_workload("shop").site == "b"
 
@@ -161,7 +166,5 @@ def test_cli_api_and_scheduler_start_operations_through_one_pipeline(
 
     # and the same record: each kind's result holds the same kinds of key on every path
     for kind in (RunKind.PROTECT, RunKind.DRILL, RunKind.FAILOVER):
-        shapes = {
-            origin: key_kinds(r) for origin, rs in runs.items() for r in rs if r.kind is kind
-        }
+        shapes = {origin: key_kinds(r) for origin, rs in runs.items() for r in rs if r.kind is kind}
         assert len(set(map(frozenset, shapes.values()))) == 1, (kind, shapes)

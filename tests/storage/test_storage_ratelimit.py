@@ -35,11 +35,13 @@ def test_average_rate_is_respected() -> None:
 def test_windows_switch_rate_by_time_of_day() -> None:
     clock = FakeClock()
     windows = [RateWindow(dtime(8), dtime(18), 100), RateWindow(dtime(18), dtime(8), 0)]
-    day = TokenBucket(10**9, windows, clock=clock, sleep=clock.sleep,
-                      now=lambda: datetime(2025, 1, 1, 12))
+    day = TokenBucket(
+        10**9, windows, clock=clock, sleep=clock.sleep, now=lambda: datetime(2025, 1, 1, 12)
+    )
     assert day.current_rate() == 100
-    night = TokenBucket(10**9, windows, clock=clock, sleep=clock.sleep,
-                        now=lambda: datetime(2025, 1, 1, 23))
+    night = TokenBucket(
+        10**9, windows, clock=clock, sleep=clock.sleep, now=lambda: datetime(2025, 1, 1, 23)
+    )
     assert night.current_rate() == 0
     night.consume(10**12)  # unlimited: no sleep
     assert clock.t == 0

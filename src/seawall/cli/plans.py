@@ -28,9 +28,7 @@ def plan_set(ctx: Ctx, file_: str) -> None:
 
 @plan_group.command("show")
 @click.argument("workload_name")
-@click.option(
-    "--operation", type=click.Choice(OPERATIONS), default="failover", show_default=True
-)
+@click.option("--operation", type=click.Choice(OPERATIONS), default="failover", show_default=True)
 @click.option("--target")
 @click.option("--checkpoint", "checkpoint_id")
 @pass_ctx

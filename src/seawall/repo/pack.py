@@ -174,9 +174,7 @@ class PackWriter:
         self, blob_id: bytes, type_: int, sealed: bytes | bytearray | memoryview, raw_length: int
     ) -> None:
         """Append one sealed blob; a pack that reached ``pack_size`` is sealed and sent."""
-        self._entries.append(
-            BlobEntry(blob_id, type_, len(self._buf), len(sealed), raw_length)
-        )
+        self._entries.append(BlobEntry(blob_id, type_, len(self._buf), len(sealed), raw_length))
         self._buf += sealed
         self.pending.add(blob_id)
         if len(self._buf) >= self.pack_size:

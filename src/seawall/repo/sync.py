@@ -32,6 +32,7 @@ class SyncStats:
     manifests_sent: int
     skipped: int
 
+
 def sync(
     src: Repository,
     dst: Repository,
@@ -166,9 +167,7 @@ class _Copy:
             else:
                 self.skipped += 1
             # Index the whole pack: everything in it is now at the target.
-            batch[pack_id] = src_packs.get(pack_id) or read_trailer(
-                src.storage, src.keys, pack_id
-            )
+            batch[pack_id] = src_packs.get(pack_id) or read_trailer(src.storage, src.keys, pack_id)
             if len(batch) >= INDEX_EVERY_PACKS:
                 dst.index.publish(batch)
                 batch = {}

@@ -224,9 +224,7 @@ class Service:
         target: str | None = None,
     ) -> tuple[FlowPlan, Checkpoint, RecoveryPlan]:
         """Fence the primary, take a final checkpoint, replicate it, recover at the target."""
-        c = self.pipeline.compile(
-            kind, workload, target=target, run_id=run_id, row=RunKind.MIGRATE
-        )
+        c = self.pipeline.compile(kind, workload, target=target, run_id=run_id, row=RunKind.MIGRATE)
         return _recovery(c)
 
     def plan_operation(

@@ -156,5 +156,3 @@ def _summary(result: Any) -> str:
         keys = ("id", "image_id", "bytes_read", "residue", "verified", "bytes_sent", "status")
         return ", ".join(f"{k}={result[k]}" for k in keys if k in result)
     return ""
-
-

@@ -51,9 +51,6 @@ class SnapshotSource:
         return self._driver.read_snapshot(self._snapshot.id, offset, length)
 
 
-
-
-
 class CheckSite(SeawallTask[CheckSiteArgs]):
     def do(self, ctx: Context, args: CheckSiteArgs, deps: Deps) -> Any:
         ctx.rt.driver(args.site).ping()
@@ -225,9 +222,7 @@ class CommitCheckpoint(SeawallTask[CommitCheckpointArgs]):
             float(sum(v.size for v in volumes)),
             workload=cp.workload,
         )
-        ctx.rt.db.add_usage(
-            args.project, "bytes_stored", float(bytes_stored), workload=cp.workload
-        )
+        ctx.rt.db.add_usage(args.project, "bytes_stored", float(bytes_stored), workload=cp.workload)
         ctx.note(
             "checkpoint",
             {
@@ -338,5 +333,3 @@ class ApplyRetention(SeawallTask[ApplyRetentionArgs]):
                 if cp.id not in keep:
                     ctx.rt.db.remove_checkpoint(cp.id)
         return {"forgotten": forgotten}
-
-

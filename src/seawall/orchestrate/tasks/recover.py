@@ -369,5 +369,3 @@ def cleanup_run(rt: Runtime, driver: CloudDriver, site: str, run_id: str) -> int
         rt.db.mark_removed(run_id, kind_value, rid)
         removed += 1
     return removed
-
-
