@@ -1,6 +1,6 @@
-"""The import graph of ``src/seawall``: no cycles, and the edges reach the core only
-through :mod:`seawall.service` (the import-linter contracts in pyproject.toml say the
-same per layer; this test is the cycle check they cannot express)."""
+"""The import graph of ``src/seawall`` has no cycle (the one check import-linter's
+contracts cannot express), and ARCHITECTURE.md draws the very layers and package
+contracts that pyproject.toml makes import-linter enforce."""
 
 from __future__ import annotations
 
@@ -71,3 +71,47 @@ def test_cycle_finder_finds_a_cycle() -> None:
     graph.add_import(importer="p.b", imported="p.c")
     graph.add_import(importer="p.c", imported="p.a")
     assert _cycles(graph) == [["p.a", "p.b", "p.c"]]
+
+
+def _contracts() -> list[dict[str, object]]:
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    with open(root / "pyproject.toml", "rb") as f:
+        return list(tomllib.load(f)["tool"]["importlinter"]["contracts"])
+
+
+def _architecture() -> str:
+    from pathlib import Path
+
+    return (Path(__file__).resolve().parents[1] / "ARCHITECTURE.md").read_text()
+
+
+def test_architecture_diagram_is_the_layers_contract() -> None:
+    """The diagram in ARCHITECTURE.md lists, top to bottom, exactly the layers that
+    import-linter enforces over ``seawall`` (a change to one without the other fails)."""
+    import re
+
+    text = _architecture()
+    block = text.split("## Layers", 1)[1].split("```", 2)[1]
+    drawn = []
+    for line in block.strip().splitlines():
+        names = re.split(r"\s{2,}", line.strip(), maxsplit=1)[0]
+        drawn.append(" | ".join(n.strip().rstrip("/") for n in names.split("|")))
+    top = next(c for c in _contracts() if c.get("containers") == ["seawall"])
+    assert top["exhaustive"] is True
+    assert drawn == top["layers"]
+
+
+def test_every_package_contract_is_described() -> None:
+    """Each package's own layers contract has its line in ARCHITECTURE.md's list."""
+    text = _architecture()
+    containers = [
+        str(c["containers"][0]).removeprefix("seawall.")  # type: ignore[index]
+        for c in _contracts()
+        if c["type"] == "layers" and c.get("containers") != ["seawall"]
+    ]
+    assert containers  # the package contracts were read
+    missing = [name for name in containers if f"`{name}`:" not in text]
+    assert missing == []
