@@ -263,6 +263,32 @@ def test_fixed_ips_are_validated_and_allocated(harness: Harness) -> None:
     h.make(K.PORT, "elsewhere", {"fixed_ips": ["10.5.0.5"]}, {"network": (net2.id,)})
 
 
+def test_unnamed_ports_are_found_by_key_not_by_name(harness: Harness) -> None:
+    """Nova's own ports (``server create --network X``) have no name: two unnamed ports on
+    one network are two resources, each found again by its key, and a server boots on them."""
+    h, d = harness, harness.driver
+    net, sub = h.network("anon", "10.6.0.0/28")
+    refs = {"network": (net.id,), "subnet": (sub.id,)}
+    specs = [
+        ResourceSpec(K.PORT, "", h.key(f"anon-{i}"), {"fixed_ips": [ip]}, refs)
+        for i, ip in enumerate(("10.6.0.5", "10.6.0.6"))
+    ]
+    first = [d.create(s) for s in specs]
+    again = [d.create(s) for s in specs]
+    assert [p.id for p in again] == [p.id for p in first]
+    assert first[0].id != first[1].id
+    assert [p.name for p in first] == ["", ""]
+    assert [p.attrs["fixed_ips"] for p in first] == [["10.6.0.5"], ["10.6.0.6"]]
+    for spec, port in zip(specs, first, strict=True):
+        found = d.find(K.PORT, spec.key)
+        assert found is not None and found.id == port.id and found.name == ""
+    flavor = h.make(K.FLAVOR, "anon-flavor", {"vcpus": 1, "ram_mb": 256, "disk_gb": 1})
+    server = h.make(K.SERVER, "anon-srv", {}, {"flavor": (flavor.id,), "ports": (first[0].id,)})
+    graph = d.discover(Selector.parse(f"members:{server.id}"))
+    (port,) = graph.of_kind(K.PORT)
+    assert (port.id, port.name) == (first[0].id, "")
+
+
 # -- volumes, snapshots, changed-block tracking -----------------------------------------
 
 

@@ -38,8 +38,9 @@ def test_spec_checks() -> None:
     with pytest.raises(InvalidInput, match="find-or-create"):
         check_identity(K.PORT, "p", "")
     with pytest.raises(InvalidInput) as exc:
-        check_identity(K.PORT, "", "k")
-    assert exc.value.field == "port.name"
+        check_identity(K.SERVER, "", "k")
+    assert exc.value.field == "server.name"
+    check_identity(K.PORT, "", "k")  # Nova's own ports have no name; the key finds them
     assert user_attrs({"status": "ACTIVE", "access_address": "x", "size": 1}) == {"size": 1}
 
 

@@ -65,9 +65,18 @@ def user_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attrs.items() if k not in RUNTIME_ATTRS}
 
 
+#: kinds a cloud lets a user (or the cloud itself) leave unnamed: Nova creates an unnamed
+#: port for ``server create --network X`` and an unnamed volume for ``--boot-from-volume``,
+#: and Neutron's networks, subnets and routers take an empty name too. Their copies keep
+#: the empty name (the source's), so a name is never how they are found: find-or-create
+#: goes by the ``seawall:key`` tag, and two unnamed ports never collide.
+UNNAMED_KINDS = frozenset({K.NETWORK, K.SUBNET, K.ROUTER, K.PORT, K.VOLUME})
+
+
 def check_identity(kind: ResourceKind, name: str, key: str) -> None:
-    """A spec needs a name, and a key (find-or-create looks it up by the key)."""
-    if not name:
+    """A spec needs a key (find-or-create looks it up by the key), and a name unless its
+    kind may be unnamed (:data:`UNNAMED_KINDS`)."""
+    if not name and kind not in UNNAMED_KINDS:
         raise InvalidInput("is required", field=f"{kind.value}.name")
     if not key:
         raise InvalidInput("is required (find-or-create needs it)", field=f"{kind.value}.key")

@@ -238,10 +238,24 @@ class Restore:
             return str(group.id)
 
     def _create_port(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
+        """A port, created before its server and handed to Nova as ``{"port": id}``.
+
+        Also for the unnamed ports Nova created itself (``server create --network X``):
+        the copy is pre-created with the same, empty name rather than left to Nova at boot
+        (``networks=[{"uuid": net, "fixed_ip": ip}]``), because only a pre-created port
+        keeps what ``ip_policy: preserve`` promises: Nova's boot request takes a fixed IP
+        but no MAC address, and it would create the port without seawall's key tag, so a
+        resumed run could not find it. Neutron is told the same things either way (name,
+        network, fixed IPs, groups); Nova sets the device owner when it attaches the port.
+        The one difference: Nova deletes a port it created with its server, and keeps one
+        it was given. The cloud's own ports (DHCP, router interfaces) are never captured
+        (``Discovery``'s ``user_ports``), so they are never created here.
+        """
         network = refs["network"][0]
         body: dict[str, Any] = {"name": name, "network_id": network}
         ips = list(a.get("fixed_ips") or [])
-        with self.connection.api(f"creating port {name}"):
+        label = name or f"(unnamed, {tags.get(KEY_TAG, '')}) on network {network}"
+        with self.connection.api(f"creating port {label}"):
             subnets = list(self.conn.network.subnets(network_id=network))
             if ips:
                 fixed = []
