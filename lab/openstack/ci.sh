@@ -25,12 +25,15 @@ down() {
   echo "ci.sh: total $(elapsed)" >&2
 }
 trap down EXIT
-# a cold start on a busy 2-core machine can miss a deadline once; `up` is idempotent, so a
-# second try continues from what is already running
+# a cold start on a busy 2-core machine can miss a deadline once, and a machine that ran
+# the lab before may hold what a killed run left (pid and socket files): the second try
+# stops the whole site first and starts it again from its data (what is set up stays)
 up() {
   seawall-lab up --site "$1" --root "$root" "${@:2}" && return 0
-  echo "ci.sh: lab site $1 did not come up; once more (status below)" >&2
+  echo "ci.sh: lab site $1 did not come up; stopping it and trying once more (status and setup log below)" >&2
   seawall-lab status --site "$1" --root "$root" || true
+  tail -n 20 "$root/sites/$1/log/setup.log" >&2 2>/dev/null || true
+  seawall-lab down --site "$1" --root "$root" || true
   seawall-lab up --site "$1" --root "$root" "${@:2}"
 }
 up a

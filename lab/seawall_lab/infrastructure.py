@@ -17,7 +17,18 @@ import uuid
 from pathlib import Path
 
 from seawall_lab.layout import HOST, PASSWORD, LabSite
-from seawall_lab.process import http_ok, once, output, port_open, sh, start, wait_for, write
+from seawall_lab.process import (
+    clear_stale_socket,
+    http_ok,
+    once,
+    output,
+    port_open,
+    sh,
+    start,
+    unix_socket_open,
+    wait_for,
+    write,
+)
 
 DATABASES = ("keystone", "glance", "placement", "nova_api", "nova_cell0", "nova", "neutron")
 
@@ -232,6 +243,7 @@ def start_ovn(site: LabSite) -> None:
         path = d / f"ovn{db}_db.db"
         if not path.exists():
             sh(site, "ovsdb-tool", "create", path, f"/usr/share/ovn/ovn-{db}.ovsschema")
+        clear_stale_socket(site, f"ovsdb-{db}", site.run / f"ovn{db}_db.sock")
         start(site, f"ovsdb-{db}", [
             "ovsdb-server", f"--remote=punix:{site.run}/ovn{db}_db.sock",
             f"--unixctl={site.run}/ovsdb-{db}.ctl",
@@ -243,7 +255,7 @@ def start_ovn(site: LabSite) -> None:
         f"--unixctl={site.run}/ovn-northd.ctl", f"--log-file={site.logs}/ovn-northd.file.log",
     ])  # fmt: skip
     wait_for("ovsdb sockets", lambda: all(
-        (site.run / f"ovn{db}_db.sock").exists() for db in ("nb", "sb")), 60)  # fmt: skip
+        unix_socket_open(site.run / f"ovn{db}_db.sock") for db in ("nb", "sb")), 60)  # fmt: skip
     sh(site, "ovn-nbctl", f"--db={nb}", "--timeout=10", "init")
     sh(site, "ovn-sbctl", f"--db={sb}", "--timeout=10", "init")
 
@@ -266,12 +278,13 @@ def start_chassis(site: LabSite) -> None:
         sh(site, "ovsdb-tool", "create", d / "conf.db",
            "/usr/share/openvswitch/vswitch.ovsschema")  # fmt: skip
     db = f"unix:{site.run}/ovs-db.sock"
+    clear_stale_socket(site, "ovsdb-local", site.run / "ovs-db.sock")
     start(site, "ovsdb-local", [
         "ovsdb-server", f"--remote=punix:{site.run}/ovs-db.sock",
         f"--unixctl={site.run}/ovsdb-local.ctl", f"--log-file={site.logs}/ovsdb-local.file.log",
         str(d / "conf.db"),
     ], env)  # fmt: skip
-    wait_for("ovs db socket", lambda: (site.run / "ovs-db.sock").exists(), 60)
+    wait_for("ovs db socket", lambda: unix_socket_open(site.run / "ovs-db.sock"), 60)
     host = site.compute_host
     sh(site, "ovs-vsctl", f"--db={db}", "--no-wait", "init")
     sh(site, "ovs-vsctl", f"--db={db}", "--no-wait", "set", "Open_vSwitch", ".",

@@ -133,6 +133,24 @@ def port_open(port: int) -> bool:
         return s.connect_ex((HOST, port)) == 0
 
 
+def unix_socket_open(path: Path) -> bool:
+    """True when a server accepts connections on the unix socket ``path``.
+
+    A socket *file* proves nothing: a daemon killed with SIGKILL (a CI run cut off, an
+    OOM kill) leaves its socket behind, and a client that connects to it fails at once
+    with "connection refused" while the new daemon is still starting."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(1)
+        return s.connect_ex(str(path)) == 0
+
+
+def clear_stale_socket(site: LabSite, name: str, path: Path) -> None:
+    """Remove the socket file of service ``name`` when that service is not running, so
+    the daemon about to start binds a fresh one and nothing connects to a dead one."""
+    if running(site, name) is None and path.is_socket() and not unix_socket_open(path):
+        path.unlink()
+
+
 def http_ok(url: str) -> bool:
     """Any answer below 500 counts: an API that says 401 is up."""
     try:
