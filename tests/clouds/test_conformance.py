@@ -177,6 +177,30 @@ def test_create_names_a_missing_ref(harness: Harness) -> None:
         harness.make(K.SUBNET, "orphan", {"cidr": "10.30.0.0/24"}, {"network": ("no-such-id",)})
 
 
+def test_security_group_rules_keep_their_remote_groups(harness: Harness) -> None:
+    """A rule's remote group is named by the source group's id (``"self"`` for its own
+    group) and resolved through the ``remote_groups`` refs; one that cannot be resolved
+    fails, naming the group, instead of becoming a rule from any source."""
+    h = harness
+    base = {"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp"}
+    base = {**base, "remote_ip_prefix": None}
+    own = {**base, "port_range_min": 7000, "port_range_max": 7000, "remote_group": "self"}
+    app = h.make(K.SECURITY_GROUP, "rg-app", {"rules": [own]})
+    assert app.attrs["rules"] == [own]
+    pg = {
+        **base,
+        "port_range_min": 5432,
+        "port_range_max": 5432,
+        "remote_group": "source-app-id",
+        "description": "postgres from app",
+    }
+    db = h.make(K.SECURITY_GROUP, "rg-db", {"rules": [pg]}, {"remote_groups": (app.id,)})
+    assert db.attrs["rules"] == [{**pg, "remote_group": app.id}]
+    assert [r.id for r in db.refs["remote_groups"]] == [app.id]
+    with pytest.raises(InvalidInput, match="rg-lost"):
+        h.make(K.SECURITY_GROUP, "rg-lost", {"rules": [pg]})
+
+
 def test_runtime_attrs_of_a_spec_are_not_copied(harness: Harness) -> None:
     server = harness.make(
         K.SERVER,

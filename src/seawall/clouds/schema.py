@@ -46,7 +46,40 @@ ROLES: Mapping[ResourceKind, Mapping[str, Role]] = {
         "server_group": Role(K.SERVER_GROUP),
     },
     K.FLOATING_IP: {"port": Role(K.PORT)},
+    K.SECURITY_GROUP: {"remote_groups": Role(K.SECURITY_GROUP, many=True)},
 }
+
+#: a security-group rule's ``remote_group`` when the rule names its own group
+SELF_GROUP = "self"
+
+
+def remote_groups(
+    group: str, rules: Iterable[Mapping[str, Any]], targets: Iterable[str]
+) -> dict[str, str]:
+    """The target id of each other group the rules of ``group`` name as their remote.
+
+    A captured rule keeps its remote group as the source group's id (or
+    :data:`SELF_GROUP`), and the group's ``remote_groups`` refs list those source ids,
+    sorted, once each; a restore is given the recovered copies' ids in the same order.
+    A rule whose remote cannot be resolved is an error naming the group and the rule,
+    never a rule "from any source": a recovery must not widen a firewall.
+    """
+    rules = list(rules)
+    sources = sorted(
+        {str(r["remote_group"]) for r in rules if r.get("remote_group") not in (None, SELF_GROUP)}
+    )
+    ids = list(targets)
+    if len(ids) != len(sources):
+        missing = [r for r in rules if r.get("remote_group") not in (None, SELF_GROUP)]
+        raise InvalidInput(
+            f"security group {group!r}: {len(sources)} remote group(s) named by its rules "
+            f"({', '.join(sources)}) but {len(ids)} recovered; rule(s) "
+            f"{missing} would lose their remote group (and allow any source); include "
+            "the remote groups in the workload or map them",
+            field="security_group.refs.remote_groups",
+        )
+    return dict(zip(sources, ids, strict=True))
+
 
 #: attrs the cloud computes; a spec's values for them (copied from a source) are ignored
 RUNTIME_ATTRS = frozenset({"status", "access_address"})

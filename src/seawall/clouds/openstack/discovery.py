@@ -29,7 +29,7 @@ from seawall.clouds.openstack.naming import (
     strings_to_tags,
     unpack_name,
 )
-from seawall.clouds.schema import sort_resources
+from seawall.clouds.schema import SELF_GROUP, sort_resources
 from seawall.clouds.tags import KEY_TAG
 from seawall.clouds.waiting import wait_for_status
 from seawall.errors import NotFound, PermanentError, SeawallError
@@ -46,6 +46,21 @@ RULE_KEYS = (
     "port_range_max",
     "remote_ip_prefix",
 )
+
+
+def rule_of(rule: Mapping[str, Any], group_id: str) -> dict[str, Any]:
+    """A Neutron rule (a dict, as in a group's ``security_group_rules``) in seawall's
+    shape: :data:`RULE_KEYS` always, ``description``, ``remote_group`` (``"self"`` for
+    the rule's own group) and ``remote_address_group`` only when set."""
+    out = {k: rule.get(k) for k in RULE_KEYS}
+    if rule.get("description"):
+        out["description"] = str(rule["description"])
+    remote = rule.get("remote_group_id")
+    if remote:
+        out["remote_group"] = SELF_GROUP if remote == group_id else str(remote)
+    if rule.get("remote_address_group_id"):
+        out["remote_address_group"] = str(rule["remote_address_group_id"])
+    return out
 
 
 def _bool(value: Any) -> bool:
@@ -103,12 +118,30 @@ class Discovery:
         return Resource(K.ROUTER, r.id, r.name or "", attrs, refs, strings_to_tags(r.tags))
 
     def _security_group(self, g: Any) -> Resource:
+        """A group with its rules. A rule's remote group is kept as ``remote_group``: the
+        source group's id, or ``"self"`` for the group itself, and the other groups are
+        the group's ``remote_groups`` refs (sorted, once each), so a restore points the
+        rule at the recovered copy; ``description`` and ``remote_group`` appear only when
+        set, ``remote_address_group`` too (a restore refuses it rather than drop it)."""
         rules = sorted(
-            ({k: r.get(k) for k in RULE_KEYS} for r in g.security_group_rules or []),
+            (rule_of(r, g.id) for r in g.security_group_rules or []),
             key=lambda r: json.dumps(r, sort_keys=True, default=str),
         )
-        attrs = {"rules": rules, "description": g.description or ""}
-        return Resource(K.SECURITY_GROUP, g.id, g.name or "", attrs, {}, strings_to_tags(g.tags))
+        others = sorted(
+            {
+                str(r["remote_group"])
+                for r in rules
+                if r.get("remote_group") not in (None, SELF_GROUP)
+            }
+        )
+        attrs = {
+            "rules": rules,
+            "description": g.description or "",
+            "stateful": g.stateful is not False,
+        }
+        refs = {"remote_groups": self._ref(K.SECURITY_GROUP, *others)} if others else {}
+        tags = strings_to_tags(g.tags)
+        return Resource(K.SECURITY_GROUP, g.id, g.name or "", attrs, refs, tags)
 
     def _port(self, p: Any) -> Resource:
         ips = p.fixed_ips or []

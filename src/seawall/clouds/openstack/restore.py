@@ -9,6 +9,7 @@ scoped project, and a delete of a project is a no-op.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from typing import Any
 
 from seawall.clouds import ResourceSpec
 from seawall.clouds.openstack.connection import CloudConnection, status_of
-from seawall.clouds.openstack.discovery import RULE_KEYS, Discovery, GiB
+from seawall.clouds.openstack.discovery import RULE_KEYS, Discovery, GiB, rule_of
 from seawall.clouds.openstack.naming import (
     NEUTRON_KINDS,
     SIZE_META,
@@ -27,12 +28,22 @@ from seawall.clouds.openstack.naming import (
     tags_to_strings,
     unique_name,
 )
-from seawall.clouds.schema import ROLES, check_identity, check_volume_size, user_attrs
+from seawall.clouds.schema import (
+    ROLES,
+    SELF_GROUP,
+    check_identity,
+    check_volume_size,
+    remote_groups,
+    user_attrs,
+)
 from seawall.clouds.tags import KEY_TAG, with_key
 from seawall.errors import Conflict, InvalidInput, NotFound, SeawallError
 from seawall.model import Resource, ResourceKind, ResourceRef
 
 K = ResourceKind
+log = logging.getLogger(__name__)
+#: the name of the security group Neutron gives every project (one per project)
+DEFAULT_GROUP = "default"
 
 #: kind -> (openstacksdk proxy, method): the kinds whose delete is one call that
 #: tolerates "already gone" (``ignore_missing``); projects are never deleted
@@ -122,12 +133,17 @@ class Restore:
         self._check_refs(kind, refs)
         make = getattr(self, f"_create_{kind.value}")
         rid = make(spec.name, attrs, refs, tags)
-        if kind in NEUTRON_KINDS:
+        if kind in NEUTRON_KINDS and not self._is_default_group(kind, spec.name):
             self._set_neutron_tags(kind, rid, tags)
         got = self.discovery.get(ResourceRef(kind, rid))
         if got is None:
             raise Conflict(f"{kind.value} {rid} vanished while it was being created")
         return got
+
+    @staticmethod
+    def _is_default_group(kind: ResourceKind, name: str) -> bool:
+        """The project's ``default`` security group: the cloud's, reused, never tagged."""
+        return kind is K.SECURITY_GROUP and name == DEFAULT_GROUP
 
     def _set_neutron_tags(self, kind: ResourceKind, rid: str, tags: Mapping[str, str]) -> None:
         """Neutron here takes no tags in a create request: they are set right after, and
@@ -215,27 +231,105 @@ class Restore:
     def _create_security_group(
         self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]
     ) -> str:
-        rules = [{k: r.get(k) for k in RULE_KEYS} for r in a.get("rules", [])]
+        """A group holding exactly the captured rules, each rule's remote group pointing
+        at the recovered copy of that group (``remote_groups`` refs; ``"self"`` at the new
+        group itself). A rule whose remote cannot be resolved fails the step, naming the
+        group and the rule: it is never created "from any source".
+
+        The project's ``default`` group is the cloud's, never created (Neutron refuses a
+        second one): see :meth:`_reconcile_default_group`.
+        """
+        rules = self._wanted_rules(name, a, refs)
+        if name == DEFAULT_GROUP:
+            return self._reconcile_default_group(rules)
+        body: dict[str, Any] = {"name": name, "description": str(a.get("description", ""))}
+        if a.get("stateful") is False:
+            body["stateful"] = False  # only when set: a Neutron without it takes no field
         with self.connection.api(f"creating security group {name}"):
-            group = self.conn.network.create_security_group(
-                name=name, description=str(a.get("description", ""))
-            )
+            group = self.conn.network.create_security_group(**body)
             try:
                 # Neutron adds default egress rules; the group must hold exactly the
                 # captured rules, so the defaults that were not captured go
                 for rule in group.security_group_rules or []:
-                    mine = {k: rule.get(k) for k in RULE_KEYS}
+                    mine = rule_of(rule, group.id)
                     if mine in rules:
                         rules.remove(mine)
                     else:
                         self.conn.network.delete_security_group_rule(rule["id"])
                 for rule in rules:
-                    body = {k: v for k, v in rule.items() if v is not None}
-                    self.conn.network.create_security_group_rule(security_group_id=group.id, **body)
+                    self._create_rule(group.id, rule)
             except Exception:
                 self.conn.network.delete_security_group(group, ignore_missing=True)
                 raise
             return str(group.id)
+
+    def _wanted_rules(self, name: str, a: Mapping[str, Any], refs: Any) -> list[dict[str, Any]]:
+        """The captured rules in the target's terms: remote groups mapped to the recovered
+        copies (:func:`~seawall.clouds.schema.remote_groups`)."""
+        captured = [dict(r) for r in a.get("rules", [])]
+        mapping = remote_groups(name, captured, refs.get("remote_groups", ()))
+        out = []
+        for rule in captured:
+            if rule.get("remote_address_group"):
+                raise InvalidInput(
+                    f"security group {name!r}: rule {rule} has a remote address group, "
+                    "which seawall does not recover; it would allow any source",
+                    field="security_group.attrs.rules",
+                )
+            want = {k: rule.get(k) for k in RULE_KEYS}
+            if rule.get("description"):
+                want["description"] = str(rule["description"])
+            remote = rule.get("remote_group")
+            if remote:
+                want["remote_group"] = remote if remote == SELF_GROUP else mapping[str(remote)]
+            out.append(want)
+        return out
+
+    def _create_rule(self, group_id: str, rule: Mapping[str, Any]) -> None:
+        body = {k: v for k, v in rule.items() if v is not None and k != "remote_group"}
+        remote = rule.get("remote_group")
+        if remote:
+            body["remote_group_id"] = group_id if remote == SELF_GROUP else remote
+        self.conn.network.create_security_group_rule(security_group_id=group_id, **body)
+
+    def _default_group(self) -> Any:
+        """The target project's own ``default`` group (Neutron makes it on first use)."""
+        pid = self.connection.project_id
+        groups = list(self.conn.network.security_groups(name=DEFAULT_GROUP, project_id=pid))
+        if not groups:
+            raise NotFound(f"site {self.site.name!r} has no default security group in {pid}")
+        return groups[0]
+
+    def _reconcile_default_group(self, rules: list[dict[str, Any]]) -> str:
+        """Reuse the target project's ``default`` group and add the captured rules it lacks.
+
+        The rule: a recovery never removes a rule from, nor widens beyond the source, the
+        target's ``default`` group by stealth. Rules the source had and the target lacks
+        are added (the recovered servers need them, and the source granted exactly them).
+        Rules the target has and the source did not are kept and reported (a warning
+        naming each), never deleted: the group is the project's, shared with servers
+        seawall does not own, and deleting would silently change their firewall. The
+        group is not tagged (its tags are the project's) and is never deleted by a
+        revert or a drill clean-up (:meth:`delete`); the rules a recovery added stay.
+        """
+        with self.connection.api(f"reconciling security group {DEFAULT_GROUP}"):
+            group = self._default_group()
+            have = [rule_of(r, group.id) for r in group.security_group_rules or []]
+            for rule in rules:
+                if rule not in have:
+                    self._create_rule(group.id, rule)
+                    have.append(rule)
+        extra = [r for r in have if r not in rules]
+        if extra:
+            log.warning(
+                "site %s: security group default (%s) keeps %d rule(s) the source did not "
+                "have (not removed: the group is the project's): %s",
+                self.site.name,
+                group.id,
+                len(extra),
+                extra,
+            )
+        return str(group.id)
 
     def _create_port(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
         """A port, created before its server and handed to Nova as ``{"port": id}``.
@@ -505,6 +599,10 @@ class Restore:
         c, k, i = self.conn, ref.kind, ref.id
         try:
             with self.connection.api(f"deleting {ref}"):
+                if k is K.SECURITY_GROUP and self._is_default_group(
+                    k, getattr(c.network.find_security_group(i), "name", "")
+                ):
+                    return True  # the project's own, reused by a recovery (never deleted)
                 if k in _DELETES:
                     proxy, method = _DELETES[k]
                     getattr(getattr(c, proxy), method)(i, ignore_missing=True)

@@ -16,7 +16,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from seawall.clouds import ResourceSpec
-from seawall.clouds.schema import ROLES, check_identity, check_volume_size, user_attrs
+from seawall.clouds.schema import (
+    ROLES,
+    SELF_GROUP,
+    check_identity,
+    check_volume_size,
+    remote_groups,
+    user_attrs,
+)
 from seawall.clouds.sim import processes
 from seawall.clouds.sim.journal import journal_path_for
 from seawall.clouds.sim.servers import free_loopback_address
@@ -249,6 +256,17 @@ class Resources:
                 ipaddress.ip_network(other.attrs["cidr"])
             ):
                 raise Conflict(f"{cidr} overlaps subnet {other.name} ({other.attrs['cidr']})")
+
+    def _prepare_security_group(self, con: sqlite3.Connection, row: Stored) -> None:
+        """Rules name their remote group by the source group's id (or ``"self"``); the
+        stored rule names the recovered copy, as Neutron's would."""
+        rules = [dict(r) for r in row.attrs.get("rules") or []]
+        mapping = remote_groups(row.name, rules, row.refs.get("remote_groups", ()))
+        for rule in rules:
+            remote = rule.get("remote_group")
+            if remote and remote != SELF_GROUP:
+                rule["remote_group"] = mapping[str(remote)]
+        row.attrs["rules"] = rules
 
     def _prepare_port(self, con: sqlite3.Connection, row: Stored) -> None:
         network = row.refs["network"][0]

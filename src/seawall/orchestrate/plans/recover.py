@@ -152,7 +152,12 @@ def plan_recover(
         )
     ]
     for k in network_kinds:
-        stages.append(_stage(f"network:{k.value}", [create(r) for r in by_kind[k]], parallel=True))
+        # one after another (in restore order) when some refer to others of their kind: a
+        # security group whose rules name another group as their remote is created after it
+        chained = any(x.kind is k for r in by_kind[k] for x in r.depends_on)
+        stages.append(
+            _stage(f"network:{k.value}", [create(r) for r in by_kind[k]], parallel=not chained)
+        )
     for k in (K.KEYPAIR, K.FLAVOR, K.VOLUME_TYPE, K.SERVER_GROUP):
         stages.append(_stage(f"compute:{k.value}", [create(r) for r in by_kind[k]], parallel=True))
     image_steps = []
