@@ -383,6 +383,20 @@ def test_restore_order_detects_cycles() -> None:
         ResourceGraph((res(K.PORT, "p", me="port/p"),)).restore_order()
 
 
+def test_security_groups_naming_each_other_are_linked_not_a_cycle() -> None:
+    """``remote_groups`` (a LINK_ROLE) keeps a group's remote groups in the workload and
+    among its dangling edges, but does not order creation: app <-> db is no cycle."""
+    app = res(K.SECURITY_GROUP, "app", remote_groups="security_group/db")
+    db = res(K.SECURITY_GROUP, "db", remote_groups="security_group/app")
+    port = res(K.PORT, "p", security_groups="security_group/app")
+    graph = ResourceGraph((port, app, db))
+    order = [r.id for r in graph.restore_order()]
+    assert order.index("app") < order.index("p") and order.index("db") < order.index("p")
+    assert app.depends_on == () and app.refers_to == (ResourceRef(K.SECURITY_GROUP, "db"),)
+    lonely = ResourceGraph((app,))
+    assert lonely.dangling() == [(app.ref, ResourceRef(K.SECURITY_GROUP, "db"))]
+
+
 def test_graph_refuses_duplicates_and_reports_dangling_edges() -> None:
     with pytest.raises(InvalidInput, match=r"graph.resources: duplicate resource network/n"):
         ResourceGraph((res(K.NETWORK, "n"), res(K.NETWORK, "n")))

@@ -295,8 +295,32 @@ class Resource:
         return ResourceRef(self.kind, self.id)
 
     @property
-    def depends_on(self) -> tuple[ResourceRef, ...]:
+    def refers_to(self) -> tuple[ResourceRef, ...]:
+        """Everything this resource points to: what a workload must hold with it."""
         return tuple(sorted({r for refs in self.refs.values() for r in refs}))
+
+    @property
+    def depends_on(self) -> tuple[ResourceRef, ...]:
+        """What must exist before this resource is created: its refs, except the
+        :data:`LINK_ROLES`, which are set once everything of the stage exists."""
+        links = LINK_ROLES.get(self.kind, frozenset())
+        return tuple(
+            sorted({r for role, refs in self.refs.items() if role not in links for r in refs})
+        )
+
+
+#: Ref roles that link resources after they exist instead of ordering their creation.
+#: Security groups name each other as the remote group of their rules, and two groups may
+#: name each other ("db: 5432 from app", "app: 9000 from db"), so a recovery creates every
+#: group with its other rules first, then adds the rules naming other groups (a second
+#: step per group). The remote groups still belong to the workload (``refers_to``).
+LINK_ROLES: Mapping[ResourceKind, frozenset[str]] = {
+    ResourceKind.SECURITY_GROUP: frozenset({"remote_groups"}),
+}
+
+#: a security-group rule's ``remote_group`` when the rule names its own group (other
+#: remote groups are named by the source group's id, listed in ``remote_groups``)
+SELF_GROUP = "self"
 
 
 @dataclass(frozen=True)
@@ -413,7 +437,7 @@ class ResourceGraph:
     def dangling(self) -> list[tuple[ResourceRef, ResourceRef]]:
         """Edges pointing outside the graph (a selector that missed a dependency)."""
         refs = self.refs
-        return [(r.ref, d) for r in self.resources for d in r.depends_on if d not in refs]
+        return [(r.ref, d) for r in self.resources for d in r.refers_to if d not in refs]
 
     def restore_order(self) -> tuple[Resource, ...]:
         """Resources ordered so that each comes after everything it depends on.

@@ -201,6 +201,32 @@ def test_security_group_rules_keep_their_remote_groups(harness: Harness) -> None
         h.make(K.SECURITY_GROUP, "rg-lost", {"rules": [pg]})
 
 
+def test_groups_that_name_each_other_are_linked_after_both_exist(harness: Harness) -> None:
+    """app and db name each other as remote groups (a cycle, so neither can be created
+    first with all its rules): each is created with its other rules, then a second
+    create with the same key and the full rules (the link) adds the rules naming the
+    other group, mapped to its copy; a repeated link changes nothing."""
+    h = harness
+    base = {"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp"}
+    base = {**base, "remote_ip_prefix": None}
+    own = {**base, "port_range_min": 22, "port_range_max": 22, "remote_group": "self"}
+    to_db = {**base, "port_range_min": 5432, "port_range_max": 5432, "remote_group": "src-app"}
+    to_app = {**base, "port_range_min": 9000, "port_range_max": 9000, "remote_group": "src-db"}
+    app = h.make(K.SECURITY_GROUP, "ln-app", {"rules": [own]})
+    db = h.make(K.SECURITY_GROUP, "ln-db", {"rules": []})
+    assert app.attrs["rules"] == [own] and db.attrs["rules"] == []
+    for _ in range(2):
+        app = h.make(K.SECURITY_GROUP, "ln-app", {"rules": [own, to_app]},
+                     {"remote_groups": (db.id,)})  # fmt: skip
+        db = h.make(K.SECURITY_GROUP, "ln-db", {"rules": [to_db]}, {"remote_groups": (app.id,)})
+    by_port = {r["port_range_min"]: r for r in app.attrs["rules"]}
+    assert sorted(by_port) == [22, 9000], app.attrs["rules"]
+    assert by_port[22]["remote_group"] == "self"
+    assert by_port[9000]["remote_group"] == db.id
+    assert [r["remote_group"] for r in db.attrs["rules"]] == [app.id]
+    assert [r.id for r in app.refs["remote_groups"]] == [db.id]
+
+
 def test_runtime_attrs_of_a_spec_are_not_copied(harness: Harness) -> None:
     server = harness.make(
         K.SERVER,

@@ -2,7 +2,8 @@
 
 Built with openstacksdk directly on site A, as an operator would: a network and subnet, a
 group ``app`` with an ingress rule from itself and one from a prefix, a group ``db`` with
-"tcp 5432 from remote group app", a rule added to the project's ``default`` group, and a
+"tcp 5432 from remote group app" (and ``app`` "tcp 9000 from remote group db": the two
+groups name each other), a rule added to the project's ``default`` group, and a
 server on the network in the groups ``default`` and ``app`` (its port in them). Protected
 and failed over to site B, then site B is read back with openstacksdk: every rule of each
 recovered group is the source's, remote groups mapped by name (a rule from ``app`` must
@@ -79,6 +80,10 @@ def build(conn: Any, marker: str) -> dict[str, Any]:
     rule(security_group_id=db.id, direction="ingress", ethertype="IPv4", protocol="tcp",
          port_range_min=5432, port_range_max=5432, remote_group_id=app.id,
          description="postgres from app")  # fmt: skip
+    # and back: app takes callbacks from db, so the two groups name each other
+    rule(security_group_id=app.id, direction="ingress", ethertype="IPv4", protocol="tcp",
+         port_range_min=9000, port_range_max=9000, remote_group_id=db.id,
+         description="callbacks from db")  # fmt: skip
     default = default_group(conn)
     w["default_rule"] = rule(
         security_group_id=default.id, direction="ingress", ethertype="IPv4", protocol="tcp",
@@ -173,6 +178,10 @@ def test_security_groups_fail_over_with_their_remote_groups_and_the_default_grou
     app_name = w["app"].name
     assert ("ingress", "IPv4", "tcp", 5432, 5432, None, "postgres from app", app_name) in source[
         "db"
+    ]
+    db_name = w["db"].name
+    assert ("ingress", "IPv4", "tcp", 9000, 9000, None, "callbacks from db", db_name) in source[
+        "app"
     ]
     print(f"[security-groups] built on A in {time.monotonic() - t0:.1f}s")
 

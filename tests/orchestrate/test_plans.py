@@ -843,3 +843,36 @@ def test_plans_compile_on_taskflow(name: str) -> None:
     engine.compile()
     engine.prepare()
     engine.validate()
+
+
+def test_groups_that_name_each_other_are_created_then_linked() -> None:
+    """app and db name each other as their rules' remote groups: no dependency cycle;
+    both are created without the rules naming the other group (never "from any
+    source"), then a link stage adds those rules once both copies exist, before ports."""
+    rule = {"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp"}
+    app_id, db_id = "security_group-app", "security_group-db"
+    own = {**rule, "port_range_min": 22, "port_range_max": 22, "remote_group": "self"}
+    app = R(K.SECURITY_GROUP, "app",
+            {"rules": [own, {**rule, "port_range_min": 9000, "remote_group": db_id}]},
+            remote_groups=(ref(K.SECURITY_GROUP, db_id),))  # fmt: skip
+    db = R(K.SECURITY_GROUP, "db", {"rules": [{**rule, "port_range_min": 5432,
+           "remote_group": app_id}]}, remote_groups=(ref(K.SECURITY_GROUP, app_id),))  # fmt: skip
+    net = R(K.NETWORK, "n")
+    sub = R(K.SUBNET, "s", {"cidr": "10.0.0.0/24"}, network=(net.ref,))
+    port = R(K.PORT, "p", {}, network=(net.ref,), subnet=(sub.ref,),
+             security_groups=(app.ref, db.ref))  # fmt: skip
+    server = R(K.SERVER, "vm", {}, ports=(port.ref,))
+    graph = ResourceGraph((app, db, net, sub, port, server))
+    plan = recover(RecoverMode.FAILOVER, cp=checkpoint(graph))
+    stages = [s.name for s in plan.stages]
+    assert stages.index("network:security_group") < stages.index("network:security_group-links")
+    assert stages.index("network:security_group-links") < stages.index("ports")
+    steps = steps_by_name(plan)
+    created = steps["create-security_group:app"]
+    assert [r["remote_group"] for r in created.args.attrs["rules"]] == ["self"]
+    assert "remote_groups" not in created.args.refs
+    linked = steps["link-security_group:app"]
+    assert len(linked.args.attrs["rules"]) == 2
+    assert linked.args.refs["remote_groups"] == (f"id:security_group/{db_id}",)
+    assert set(linked.requires) == {f"id:security_group/{app_id}", f"id:security_group/{db_id}"}
+    assert steps["create-security_group:db"].args.attrs["rules"] == []

@@ -44,7 +44,7 @@ def reachable(
                     continue
                 by_ref[ref] = found
             chosen.add(ref)
-            todo.extend(by_ref[ref].depends_on)
+            todo.extend(by_ref[ref].refers_to)
         for r in listed:
             if r.ref in chosen:
                 continue

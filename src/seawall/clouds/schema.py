@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seawall.errors import Conflict, InvalidInput, VerificationFailed
+from seawall.model import SELF_GROUP as SELF_GROUP  # re-exported for the drivers
 from seawall.model import Resource, ResourceKind
 
 K = ResourceKind
@@ -48,9 +49,6 @@ ROLES: Mapping[ResourceKind, Mapping[str, Role]] = {
     K.FLOATING_IP: {"port": Role(K.PORT)},
     K.SECURITY_GROUP: {"remote_groups": Role(K.SECURITY_GROUP, many=True)},
 }
-
-#: a security-group rule's ``remote_group`` when the rule names its own group
-SELF_GROUP = "self"
 
 
 def remote_groups(

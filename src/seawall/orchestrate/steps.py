@@ -169,6 +169,23 @@ class CreateResourceArgs(StepArgs):
 
 
 @dataclass(frozen=True)
+class LinkResourceArgs(StepArgs):
+    """A second find-or-create of a resource :class:`CreateResourceArgs` made (same
+    key), now with the refs of :data:`seawall.model.LINK_ROLES` (a security group's
+    rules naming other groups): the driver adds what the first one left out."""
+
+    TASK: ClassVar[str] = "LinkResource"
+    site: str
+    kind: str
+    name: str
+    key: str
+    attrs: Mapping[str, Any]
+    refs: Mapping[str, tuple[str, ...]]
+    tags: Mapping[str, str]
+    source_id: str
+
+
+@dataclass(frozen=True)
 class RestoreImageArgs(StepArgs):
     TASK: ClassVar[str] = "RestoreImage"
     site: str
@@ -264,6 +281,7 @@ ARGS: dict[str, type[StepArgs]] = {
         CheckRecoveryArgs,
         MapResourceArgs,
         CreateResourceArgs,
+        LinkResourceArgs,
         RestoreImageArgs,
         RestoreVolumeArgs,
         WaitServerArgs,

@@ -124,12 +124,19 @@ class Restore:
             # site's credentials are scoped to, never into a new one
             return self.discovery.project_resource(details=False)
         check_identity(kind, spec.name, spec.key)
+        attrs = user_attrs(spec.attrs)
+        refs = {role: tuple(ids) for role, ids in spec.refs.items()}
         found = self.discovery.find(kind, spec.key)
         if found is not None:
-            return found
-        attrs = user_attrs(spec.attrs)
+            if kind is not K.SECURITY_GROUP:
+                return found
+            # the link of a group created before the groups its rules name
+            self._check_refs(kind, refs)
+            with self.connection.api(f"linking security group {spec.name}"):
+                group = self.conn.network.get_security_group(found.id)
+                self._add_missing_rules(group, self._wanted_rules(spec.name, attrs, refs))
+            return self.discovery.get(found.ref) or found
         tags = with_key(spec.tags, spec.key)
-        refs = {role: tuple(ids) for role, ids in spec.refs.items()}
         self._check_refs(kind, refs)
         make = getattr(self, f"_create_{kind.value}")
         rid = make(spec.name, attrs, refs, tags)
@@ -292,6 +299,16 @@ class Restore:
             body["remote_group_id"] = group_id if remote == SELF_GROUP else remote
         self.conn.network.create_security_group_rule(security_group_id=group_id, **body)
 
+    def _add_missing_rules(self, group: Any, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add the ``rules`` ``group`` lacks; returns the rules it holds beyond them
+        (never removed here: a link or a reconcile only ever adds what the source had)."""
+        have = [rule_of(r, group.id) for r in group.security_group_rules or []]
+        for rule in rules:
+            if rule not in have:
+                self._create_rule(group.id, rule)
+                have.append(rule)
+        return [r for r in have if r not in rules]
+
     def _default_group(self) -> Any:
         """The target project's own ``default`` group (Neutron makes it on first use)."""
         pid = self.connection.project_id
@@ -314,12 +331,7 @@ class Restore:
         """
         with self.connection.api(f"reconciling security group {DEFAULT_GROUP}"):
             group = self._default_group()
-            have = [rule_of(r, group.id) for r in group.security_group_rules or []]
-            for rule in rules:
-                if rule not in have:
-                    self._create_rule(group.id, rule)
-                    have.append(rule)
-        extra = [r for r in have if r not in rules]
+            extra = self._add_missing_rules(group, rules)
         if extra:
             log.warning(
                 "site %s: security group default (%s) keeps %d rule(s) the source did not "

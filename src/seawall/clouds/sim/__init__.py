@@ -184,11 +184,14 @@ class SimDriver:
     # -- create / delete ----------------------------------------------------------------
 
     def create(self, spec: ResourceSpec) -> Resource:
-        """Find-or-create by ``spec.key``; a server with a command is started at once."""
+        """Find-or-create by ``spec.key``; a server with a command is started at once. A
+        found security group gains the spec's rules it lacks (the contract's link)."""
         kind = ResourceKind(spec.kind)
         with self._store.tx(write=True) as con:
             existing = self._store.rows(con, "kind = ? AND key = ?", kind.value, spec.key)
             row = existing[0] if existing else self._resources.insert(con, kind, spec)
+            if existing:
+                self._resources.link(con, row, spec)
         if row.kind is K.SERVER and row.runtime.get("power") == "building":
             self._servers.boot(row.id)  # also resumes a create interrupted before the boot
         found = self.get(ResourceRef(kind, row.id))

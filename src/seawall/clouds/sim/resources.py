@@ -8,6 +8,7 @@ floating IP, which is disassociated as Neutron does.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import random
@@ -267,6 +268,26 @@ class Resources:
             if remote and remote != SELF_GROUP:
                 rule["remote_group"] = mapping[str(remote)]
         row.attrs["rules"] = rules
+
+    def link(self, con: sqlite3.Connection, row: Stored, spec: ResourceSpec) -> None:
+        """A found security group gains the spec's rules it lacks, remote groups mapped
+        (a recovery links a group's rules naming other groups once those exist); a rule
+        it holds is never removed here, so a repeated link changes nothing."""
+        if row.kind is not K.SECURITY_GROUP:
+            return
+        refs = self._check_refs(con, row.kind, spec)
+        wanted = dataclasses.replace(row, attrs={**row.attrs, **user_attrs(spec.attrs)}, refs=refs)
+        self._prepare_security_group(con, wanted)
+        rules = [dict(r) for r in row.attrs.get("rules") or []]
+        rules += [r for r in wanted.attrs["rules"] if r not in rules]
+        merged = {**row.refs, **refs}
+        if rules == row.attrs.get("rules") and merged == row.refs:
+            return
+        row.attrs["rules"], row.refs = rules, merged
+        con.execute(
+            "UPDATE resources SET attrs = ?, refs = ? WHERE id = ?",
+            (json.dumps(row.attrs, sort_keys=True), json.dumps(row.refs, sort_keys=True), row.id),
+        )
 
     def _prepare_port(self, con: sqlite3.Connection, row: Stored) -> None:
         network = row.refs["network"][0]

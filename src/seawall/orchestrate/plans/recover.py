@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from seawall.model import (
+    LINK_ROLES,
+    SELF_GROUP,
     CheckKind,
     Checkpoint,
     HealthCheck,
@@ -15,6 +20,7 @@ from seawall.model import (
     Resource,
     ResourceGraph,
     ResourceKind,
+    ResourceRef,
     RunKind,
     Workload,
 )
@@ -36,6 +42,7 @@ from seawall.orchestrate.steps import (
     CleanupDrillArgs,
     CreateResourceArgs,
     FenceServerArgs,
+    LinkResourceArgs,
     MapResourceArgs,
     RestoreImageArgs,
     RestoreVolumeArgs,
@@ -52,6 +59,23 @@ K = ResourceKind
 #: image, because RestoreVolume writes only the checkpoint's data chunks and a hole in
 #: the checkpoint (zeros) must read as zeros, not as the image's bytes
 _BLANK_ROLES = frozenset({(K.VOLUME, "image")})
+
+
+_CREATE_FIELDS = tuple(f.name for f in dataclasses.fields(CreateResourceArgs))
+
+
+def _without_links(r: Resource, attrs: dict[str, Any]) -> dict[str, Any]:
+    """``attrs`` without what needs the resource's :data:`LINK_ROLES` refs: a security
+    group's rules whose remote is another group (the group's own stays: ``"self"``).
+    They are left out, never widened: the link step adds them once the groups exist."""
+    if r.kind is not K.SECURITY_GROUP:
+        return attrs
+    rules = [
+        rule
+        for rule in attrs.get("rules", ())
+        if rule.get("remote_group") in (None, "", SELF_GROUP)
+    ]
+    return {**attrs, "rules": rules}
 
 
 def _user_tags(r: Resource) -> dict[str, str]:
@@ -79,6 +103,80 @@ def _spec_attrs(r: Resource, plan: RecoveryPlan, mode: RecoverMode) -> dict[str,
     return attrs
 
 
+@dataclass(frozen=True)
+class _ResourceSteps:
+    """The steps that make one recovery's copy of each resource: create (or map onto a
+    target resource), and for a resource with :data:`LINK_ROLES` refs a link step."""
+
+    run_id: str
+    checkpoint: Checkpoint
+    plan: RecoveryPlan
+    mode: RecoverMode
+
+    @functools.cached_property
+    def label(self) -> dict[ResourceRef, str]:
+        return labels(self.checkpoint.graph)
+
+    def spec_args(self, r: Resource, *, linked: bool) -> CreateResourceArgs:
+        """What a create (``linked=False``: without the :data:`LINK_ROLES` refs and what
+        needs them) or a link step (everything) asks of the target for ``r``."""
+        graph, drill = self.checkpoint.graph, self.mode is RecoverMode.DRILL
+        links = frozenset() if linked else LINK_ROLES.get(r.kind, frozenset())
+        refs = {
+            role: tuple(id_symbol(x) for x in targets if graph.find(x) is not None)
+            for role, targets in r.refs.items()
+            if (r.kind, role) not in _BLANK_ROLES and role not in links
+        }
+        attrs = _spec_attrs(r, self.plan, self.mode)
+        tags = {"seawall:run": self.run_id, "seawall:workload": self.checkpoint.workload}
+        prefix = f"drill-{self.run_id.split('-')[-1][:6]}-" if drill else ""
+        return CreateResourceArgs(
+            site=self.plan.target,
+            kind=r.kind.value,
+            name=prefix + r.name if r.kind is not K.PROJECT else r.name,
+            key=resource_key(self.run_id, r.ref),
+            attrs=attrs if linked or not links else _without_links(r, attrs),
+            refs=refs,
+            tags=tags if drill else {**_user_tags(r), **tags},
+            source_id=r.id,
+        )
+
+    def create(self, r: Resource) -> StepSpec:
+        mapped = _mapped_to(self.plan, r, self.mode)
+        if mapped:
+            return step(
+                f"map-{r.kind.value}:{self.label[r.ref]}",
+                MapResourceArgs(self.plan.target, r.kind.value, mapped),
+                provides=id_symbol(r.ref),
+            )
+        args = self.spec_args(r, linked=False)
+        return step(
+            f"create-{r.kind.value}:{self.label[r.ref]}",
+            args,
+            requires=_requires(args),
+            provides=id_symbol(r.ref),
+        )
+
+    def link(self, r: Resource) -> StepSpec | None:
+        """The second step of a resource with :data:`LINK_ROLES` refs, once every
+        resource it links to exists (a group's rules naming other groups)."""
+        if not any(r.refs.get(role) for role in LINK_ROLES.get(r.kind, ())):
+            return None
+        if _mapped_to(self.plan, r, self.mode):
+            return None
+        full = self.spec_args(r, linked=True)
+        args = LinkResourceArgs(**{f: getattr(full, f) for f in _CREATE_FIELDS})
+        return step(
+            f"link-{r.kind.value}:{self.label[r.ref]}",
+            args,
+            requires=tuple(sorted({*_requires(full), id_symbol(r.ref)})),
+        )
+
+
+def _requires(a: CreateResourceArgs) -> tuple[str, ...]:
+    return tuple(sorted({sym for syms in a.refs.values() for sym in syms}))
+
+
 def plan_recover(
     *,
     run_id: str,
@@ -101,40 +199,9 @@ def plan_recover(
     target = plan.target
     graph = checkpoint.graph
     drill = mode is RecoverMode.DRILL
-    short = run_id.split("-")[-1][:6]
-    prefix = f"drill-{short}-" if drill else ""
-    tags = {"seawall:run": run_id, "seawall:workload": checkpoint.workload}
-
-    label = labels(graph)
-
-    def create(r: Resource) -> StepSpec:
-        mapped = _mapped_to(plan, r, mode)
-        if mapped:
-            return step(
-                f"map-{r.kind.value}:{label[r.ref]}",
-                MapResourceArgs(target, r.kind.value, mapped),
-                provides=id_symbol(r.ref),
-            )
-        refs = {
-            role: tuple(id_symbol(x) for x in targets if graph.find(x) is not None)
-            for role, targets in r.refs.items()
-            if (r.kind, role) not in _BLANK_ROLES
-        }
-        return step(
-            f"create-{r.kind.value}:{label[r.ref]}",
-            CreateResourceArgs(
-                site=target,
-                kind=r.kind.value,
-                name=prefix + r.name if r.kind is not K.PROJECT else r.name,
-                key=resource_key(run_id, r.ref),
-                attrs=_spec_attrs(r, plan, mode),
-                refs=refs,
-                tags=tags if drill else {**_user_tags(r), **tags},
-                source_id=r.id,
-            ),
-            requires=tuple(sorted({sym for syms in refs.values() for sym in syms})),
-            provides=id_symbol(r.ref),
-        )
+    steps = _ResourceSteps(run_id, checkpoint, plan, mode)
+    label = steps.label
+    create, link = steps.create, steps.link
 
     order = graph.restore_order()
     by_kind = {k: [r for r in order if r.kind is k] for k in ResourceKind}
@@ -152,12 +219,9 @@ def plan_recover(
         )
     ]
     for k in network_kinds:
-        # one after another (in restore order) when some refer to others of their kind: a
-        # security group whose rules name another group as their remote is created after it
-        chained = any(x.kind is k for r in by_kind[k] for x in r.depends_on)
-        stages.append(
-            _stage(f"network:{k.value}", [create(r) for r in by_kind[k]], parallel=not chained)
-        )
+        stages.append(_stage(f"network:{k.value}", [create(r) for r in by_kind[k]], parallel=True))
+        links = [s for s in (link(r) for r in by_kind[k]) if s is not None]
+        stages.append(_stage(f"network:{k.value}-links", links, parallel=True))
     for k in (K.KEYPAIR, K.FLAVOR, K.VOLUME_TYPE, K.SERVER_GROUP):
         stages.append(_stage(f"compute:{k.value}", [create(r) for r in by_kind[k]], parallel=True))
     image_steps = []

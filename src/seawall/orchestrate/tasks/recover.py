@@ -31,6 +31,7 @@ from seawall.orchestrate.steps import (
     CleanupDrillArgs,
     CreateResourceArgs,
     FenceServerArgs,
+    LinkResourceArgs,
     MapResourceArgs,
     RestoreImageArgs,
     RestoreVolumeArgs,
@@ -91,6 +92,27 @@ class CreateResource(SeawallTask[CreateResourceArgs]):
         if rid:
             driver.delete(ResourceRef(kind, rid))
             ctx.rt.db.mark_removed(ctx.run_id, kind.value, rid)
+
+
+class LinkResource(SeawallTask[LinkResourceArgs]):
+    """Find-or-create once more, with the refs the create step left out (a security
+    group's rules naming other groups): the driver adds what the resource lacks.
+
+    Nothing to undo of its own: the create step's revert deletes the resource, and with
+    it what this step added (the project's ``default`` group excepted, see the driver)."""
+
+    def do(self, ctx: Context, args: LinkResourceArgs, deps: Deps) -> Any:
+        refs = {role: tuple(deps[sym]["id"] for sym in syms) for role, syms in args.refs.items()}
+        spec = ResourceSpec(
+            kind=ResourceKind(args.kind),
+            name=args.name,
+            key=args.key,
+            attrs=args.attrs,
+            refs=refs,
+            tags=args.tags,
+        )
+        linked = ctx.rt.driver(args.site).create(spec)
+        return {"id": linked.id, "name": linked.name, "source_id": args.source_id}
 
 
 class RestoreImage(SeawallTask[RestoreImageArgs]):
