@@ -63,3 +63,33 @@ def test_seawall_itself_has_no_lab_command() -> None:
     from seawall.cli import cli
 
     assert "lab" not in cli.commands
+
+
+def test_a_socket_file_left_by_a_killed_daemon_is_not_taken_for_a_live_one(
+    tmp_path: Path,
+) -> None:
+    """What broke a CI run: a SIGKILLed ovsdb-server leaves its socket file, and a
+    bring-up that waited for the *file* then failed at once with "connection refused".
+    The lab waits for a socket that accepts, and removes a dead one before it starts the
+    daemon again; a live one is left alone."""
+    import socket
+
+    from seawall_lab.process import clear_stale_socket, unix_socket_open
+
+    site = LabSite("a", tmp_path)
+    site.run.mkdir(parents=True)
+    stale = site.run / "ovnnb_db.sock"
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(str(stale))
+    dead.close()  # the file stays, nothing listens: what SIGKILL leaves behind
+    assert stale.is_socket() and not unix_socket_open(stale)
+    clear_stale_socket(site, "ovsdb-nb", stale)
+    assert not stale.exists()
+
+    live_path = site.run / "ovnsb_db.sock"
+    with socket.socket(socket.AF_UNIX) as live:
+        live.bind(str(live_path))
+        live.listen(1)
+        assert unix_socket_open(live_path)
+        clear_stale_socket(site, "ovsdb-sb", live_path)
+        assert live_path.is_socket()
