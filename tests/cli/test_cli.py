@@ -8,6 +8,7 @@ handling and exit codes); a few run it as a subprocess, as a user would.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -463,6 +464,57 @@ def test_a_missing_passphrase_is_named(workload: Path, monkeypatch: pytest.Monke
         "no repository passphrase: set SEAWALL_PASSPHRASE",
     )
     assert [s["name"] for s in listed("site", "list")] == ["a", "b"]
+
+
+@pytest.fixture
+def with_repository(two_sites: Path) -> Path:
+    """Site ``c`` with a repository, and workload ``wc`` on it (whose selector matches
+    nothing: a protect that passes its preflight fails later, at planning)."""
+    r = seawall("site", "add", "c", "--driver", "sim", "--param", f"path={two_sites / 'c'}",
+                "--repository", str(two_sites / "rc"), "--init-repository")  # fmt: skip
+    assert r.code == 0, r.err
+    r = seawall("workload", "create", "wc", "--site", "c", "--policy", "gold",
+                "--select", "tag:app=none")  # fmt: skip
+    assert r.code == 0, r.err
+    return two_sites
+
+
+def no_runs() -> None:
+    from seawall.service import Service
+
+    svc = Service()
+    try:
+        assert svc.list_runs() == []
+    finally:
+        svc.close()
+
+
+def test_a_wrong_passphrase_stops_a_protect_at_preflight(
+    with_repository: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 9 before any run exists or the workload is even resolved (it used to be a
+    reverted run and exit 1)."""
+    fails(seawall("protect", "wc"), errors.InvalidInput, "selector matches nothing")
+    monkeypatch.setenv("SEAWALL_PASSPHRASE", "not the one")
+    fails(seawall("protect", "wc"), errors.WrongPassphrase, "passphrase")
+    no_runs()
+
+
+def test_a_passphrase_file_is_taken_by_every_command_and_refused_when_loose(
+    with_repository: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pp = with_repository / "pp"
+    pp.write_text(os.environ["SEAWALL_PASSPHRASE"] + "\n")
+    pp.chmod(0o644)
+    monkeypatch.delenv("SEAWALL_PASSPHRASE")
+    monkeypatch.setenv("SEAWALL_PASSPHRASE_FILE", str(pp))
+    repo = str(with_repository / "rc")
+    for args in (("protect", "wc"), ("repo", "stats", repo)):
+        fails(seawall(*args), errors.KeyMissing, f"{pp} is open to group or others", "chmod 600")
+    no_runs()
+    pp.chmod(0o600)
+    assert seawall("repo", "stats", repo).code == 0, "the repo commands read the file too"
+    fails(seawall("protect", "wc"), errors.InvalidInput, "selector matches nothing")
 
 
 # --------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ def lab_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ser
     pytest.importorskip("rbd")
     pp = tmp_path / "passphrase"
     pp.write_text(secrets.token_urlsafe(24))
+    pp.chmod(0o600)
     monkeypatch.setenv("SEAWALL_PASSPHRASE_FILE", str(pp))
     monkeypatch.delenv("SEAWALL_PASSPHRASE", raising=False)
     monkeypatch.setenv("SEAWALL_KDF", "fast")

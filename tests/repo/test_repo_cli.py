@@ -93,6 +93,7 @@ def test_repo_commands(tmp_path: Path, repo_url: str, env: dict[str, str]) -> No
 def test_key_commands(tmp_path: Path, repo_url: str, env: dict[str, str]) -> None:
     new_pw = tmp_path / "new.txt"
     new_pw.write_text("second passphrase\n")
+    new_pw.chmod(0o600)
     r = run(
         repo_group,
         ["key", "add", repo_url, "--kdf", "fast", "--new-passphrase-file", str(new_pw), "--json"],
@@ -126,7 +127,8 @@ def test_errors_are_one_line_with_distinct_exit_codes(
     codes["wrong"] = r.exit_code
     assert r.output.count("\n") == 1 and "passphrase" in r.output
     r = run(volume_group, ["list", repo_url], {})
-    assert r.exit_code == 2 and "SEAWALL_PASSPHRASE" in r.output
+    # no passphrase at all: KeyMissing, as for every other command (seawall.passphrases)
+    assert r.exit_code == KeyMissing.exit_code and "SEAWALL_PASSPHRASE" in r.output
     # truncated pack
     packs = sorted((Path(repo_url) / "data").rglob("*"))
     pack = next(p for p in packs if p.is_file())

@@ -4,8 +4,9 @@ Two module-level click groups, :data:`repo_group` and :data:`volume_group`, whic
 root ``seawall`` command adds; they also run on their own (``bench/repo.py`` and the
 crash tests call them directly), failing the same way (:class:`CommandGroup`). They use
 :mod:`seawall.repo` and :mod:`seawall.storage` only, never the service stack. The
-passphrase comes from ``SEAWALL_PASSPHRASE`` or ``--passphrase-file`` and never from argv
-(it would show in ``ps`` and shell history).
+passphrase comes from ``--passphrase-file``, ``SEAWALL_PASSPHRASE`` or
+``SEAWALL_PASSPHRASE_FILE`` (:mod:`seawall.passphrases`, the service's rule too) and never
+from argv (it would show in ``ps`` and shell history).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import click
 
 from seawall.cli.output import CommandGroup, emit, jsonable
 from seawall.errors import IntegrityError, InvalidInput, NotFound
+from seawall.passphrases import DESTINATION, NEW, REPOSITORY, configured, read_passphrase
 from seawall.repo import FileSource, Repository, VolumeImage, init_sharing, sync
 from seawall.storage import StorageBackend, open_storage
 from seawall.storage.wrappers import RateLimited, Retrying, TokenBucket, parse_windows
@@ -30,27 +32,14 @@ from seawall.units import format_bytes, parse_rate, parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-PASSPHRASE_ENV = "SEAWALL_PASSPHRASE"
-DST_PASSPHRASE_ENV = "SEAWALL_DST_PASSPHRASE"
-NEW_PASSPHRASE_ENV = "SEAWALL_NEW_PASSPHRASE"
+PASSPHRASE_ENV = REPOSITORY.variable
+DST_PASSPHRASE_ENV = DESTINATION.variable
+NEW_PASSPHRASE_ENV = NEW.variable
 
 
 # --------------------------------------------------------------------------------------
 # Plumbing shared by the commands
 # --------------------------------------------------------------------------------------
-
-
-def _read_secret(env: str, path: str | None, what: str) -> str:
-    if path:
-        try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            raise InvalidInput(f"cannot read {what} file {path}: {exc.strerror}") from None
-        return text.rstrip("\r\n")
-    value = os.environ.get(env)
-    if value:
-        return value
-    raise InvalidInput(f"no {what}: set {env} or use --{what.replace(' ', '-')}-file")
 
 
 def _options(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -80,9 +69,7 @@ def _open(url: str, passphrase: str, options: Mapping[str, str]) -> Repository:
 
 def _open_url(url: str, passphrase_file: str | None, options: tuple[str, ...]) -> Repository:
     """Open ``url`` the way every single-repository command does (``_common`` options)."""
-    return _open(
-        url, _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase"), _options(options)
-    )
+    return _open(url, read_passphrase(REPOSITORY, path=passphrase_file), _options(options))
 
 
 @contextlib.contextmanager
@@ -121,7 +108,8 @@ def _common(fn: F) -> F:
     fn = click.option(
         "--passphrase-file",
         type=click.Path(dir_okay=False),
-        help=f"File holding the passphrase (default: ${PASSPHRASE_ENV}).",
+        help=f"File holding the passphrase (default: ${PASSPHRASE_ENV}, else the file "
+        f"${REPOSITORY.file_variable} names; mode 600).",
     )(fn)
     fn = click.option(
         "-o",
@@ -140,7 +128,8 @@ def _new_passphrase(fn: F) -> F:
     fn = click.option(
         "--new-passphrase-file",
         type=click.Path(dir_okay=False),
-        help=f"File with the new passphrase (default: ${NEW_PASSPHRASE_ENV}).",
+        help=f"File with the new passphrase (default: ${NEW_PASSPHRASE_ENV}, else "
+        f"${NEW.file_variable}).",
     )(fn)
     return fn
 
@@ -189,7 +178,7 @@ def repo_init(
     as_json: bool,
 ) -> None:
     """Create an empty repository at URL."""
-    pw = _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase")
+    pw = read_passphrase(REPOSITORY, path=passphrase_file)
     opts = _options(options)
     source = _open(key_from, pw, opts) if key_from else None
     chunk = parse_size(chunk_size, field="--chunk-size") if chunk_size else None
@@ -394,10 +383,10 @@ def repo_sync(
     as_json: bool,
 ) -> None:
     """Copy what DST lacks from SRC (DST is created sharing SRC's key if absent)."""
-    pw = _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase")
+    pw = read_passphrase(REPOSITORY, path=passphrase_file)
     dst_pw = (
-        _read_secret(DST_PASSPHRASE_ENV, dst_passphrase_file, "dst passphrase")
-        if dst_passphrase_file or os.environ.get(DST_PASSPHRASE_ENV)
+        read_passphrase(DESTINATION, path=dst_passphrase_file)
+        if dst_passphrase_file or configured(DESTINATION)
         else pw
     )
     _sync_cmd(
@@ -428,7 +417,7 @@ def _media_cmd(
     """``export`` and ``import``: a copy to or from a directory, so one passphrase opens
     both sides (the copy shares the repository's keys) and only the non-directory side
     takes ``--option``."""
-    pw = _read_secret(PASSPHRASE_ENV, passphrase_file, "passphrase")
+    pw = read_passphrase(REPOSITORY, path=passphrase_file)
     _sync_cmd(
         src_url,
         dst_url,
@@ -476,7 +465,7 @@ def _open_for_new_key(
     """The repository and the new passphrase for ``key add`` and ``key passwd``, read in
     that order (a wrong current passphrase is reported before a missing new one)."""
     repo = _open_url(url, passphrase_file, options)
-    return repo, _read_secret(NEW_PASSPHRASE_ENV, new_passphrase_file, "new passphrase")
+    return repo, read_passphrase(NEW, path=new_passphrase_file)
 
 
 @key_group.command("list")

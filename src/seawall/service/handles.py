@@ -13,9 +13,10 @@ import threading
 import time
 from pathlib import Path
 
+from seawall import passphrases
 from seawall.clouds import CloudDriver, open_site
 from seawall.db import StateStore
-from seawall.errors import InvalidInput, KeyMissing
+from seawall.errors import InvalidInput
 from seawall.model import Site
 from seawall.repo import Repository
 from seawall.storage import open_storage
@@ -40,17 +41,9 @@ def database_urls(home: Path, db_url: str | None) -> tuple[str, str]:
 
 
 def read_passphrase(home: Path) -> str:
-    """From SEAWALL_PASSPHRASE, SEAWALL_PASSPHRASE_FILE or ``<home>/passphrase``."""
-    value = os.environ.get("SEAWALL_PASSPHRASE")
-    if value:
-        return value
-    path = os.environ.get("SEAWALL_PASSPHRASE_FILE") or str(home / "passphrase")
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        raise KeyMissing(
-            "no repository passphrase: set SEAWALL_PASSPHRASE or SEAWALL_PASSPHRASE_FILE"
-        ) from None
+    """The repository passphrase by :mod:`seawall.passphrases`' rule, ``<home>/passphrase``
+    last."""
+    return passphrases.read_passphrase(home=home)
 
 
 class Handles:

@@ -180,7 +180,7 @@ def _drill(cat: Catalogue, w: Workload, target: str | None, cp: str | None) -> C
 
 
 def _nothing(cat: Catalogue, w: Workload, target: str | None, cp: str | None) -> Checked:
-    return preflight.nothing_to_check(cat, w, target)
+    return preflight.protect(cat, w, target)
 
 
 def _protect_back(cat: Catalogue, w: Workload, target: str | None, cp: str | None) -> Checked:

@@ -13,10 +13,18 @@ mappings and quotas to fix too, not only the first problem.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from seawall.errors import Conflict, InvalidInput, PreflightFailed, SeawallError
+from seawall.errors import (
+    Conflict,
+    InvalidInput,
+    KeyMissing,
+    PreflightFailed,
+    SeawallError,
+    UnsupportedVersion,
+    WrongPassphrase,
+)
 from seawall.model import Checkpoint, RecoveryPlan, ResourceGraph, ResourceKind, Workload, load
 from seawall.orchestrate.plans import RecoverMode, pending_checkpoint, recovery_problems
 from seawall.service.catalogue import Catalogue
@@ -89,8 +97,25 @@ def known_checkpoint(
     return cps[0] if cps else None
 
 
-def nothing_to_check(cat: Catalogue, workload: Workload, target: str | None) -> Checked:
-    """A protect needs no preflight of its own: its first step checks the site."""
+def open_keys(cat: Catalogue, sites: Sequence[str]) -> None:
+    """Open the repository key of every site in ``sites``: a wrong passphrase (exit 9),
+    none at all or a refused file (exit 10), a damaged key file stop the operation here,
+    before a run exists. Any other trouble with a repository (unreachable, say) is left
+    to the steps, where a protect's replication records it as a partial failure and the
+    local checkpoint survives."""
+    for site in dict.fromkeys(sites):
+        try:
+            cat.handles.repository(site)
+        except (WrongPassphrase, KeyMissing, UnsupportedVersion):
+            raise
+        except SeawallError:
+            continue
+
+
+def protect(cat: Catalogue, workload: Workload, target: str | None) -> Checked:
+    """A protect opens its repositories' keys now (:func:`open_keys`); its first step
+    checks the site itself."""
+    open_keys(cat, [workload.site, *workload.targets])
     return Checked()
 
 
@@ -119,6 +144,8 @@ def _recovery_checkpoint(
         if cp is None:
             problems.append(f"no checkpoint of {workload.name} is available at site {target}")
         return cp
+    except (WrongPassphrase, KeyMissing):
+        raise  # the one error that makes the rest moot: nothing can be read without it
     except SeawallError as exc:
         what = f"checkpoint {checkpoint_id}" if checkpoint_id else "the newest checkpoint"
         problems.append(f"{what} unreadable at {target}: {exc}")
@@ -165,6 +192,8 @@ def migrate(cat: Catalogue, workload: Workload, target: str | None) -> Checked:
         try:
             cat.handles.driver(s).ping()
             cat.handles.repository(s)
+        except (WrongPassphrase, KeyMissing):
+            raise
         except SeawallError as exc:
             problems.append(f"site {s}: {exc}")
     if any(p.startswith(f"site {workload.site}:") for p in problems):
