@@ -193,9 +193,11 @@ def test_keypairs_flavors_volume_types_and_server_groups_come_back_without_marks
     assert server.id in (group.member_ids or [])
 
     (volume,) = [v for v in b.block_storage.volumes() if v.name == w["volume"].name]
-    assert volume.volume_type == source_type
+    assert volume.volume_type == source_type  # by name: not __DEFAULT__-<hex>
     after = {t.name: t.id for t in b.block_storage.types()}
-    assert after == types_b, "a recovery made a volume type instead of reusing B's"
+    # B's own type, reused (names are unique: the same id means it was not replaced);
+    # other engineers' runs may add types meanwhile, so only this one is compared
+    assert after[source_type] == types_b[source_type]
 
     for text in (keys[0].public_key, flavor.name, group.name, *flavor.extra_specs):
         assert "seawall" not in text and " sw " not in text, text
