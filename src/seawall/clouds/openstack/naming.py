@@ -10,8 +10,8 @@ kind                seawall's marks on the cloud
 network, subnet,    Neutron tags ``key=value`` (``seawall:key``, ``seawall:run``,
 router, port, SG,   ``seawall:workload``, ``seawall:isolated``); the project's
 floating IP         ``default`` security group is the project's and is never tagged
-server              metadata for ``seawall:*`` (Nova tags cannot hold ``:``-keyed
-                    bookkeeping longer than 60 characters); Nova tags for the rest
+server              metadata ``seawall:*`` (key, run, workload, guest agent); the user's
+                    tags as Nova tags (in metadata when a Nova tag cannot hold one)
 volume              metadata ``seawall:*`` (``seawall:size`` holds the byte size)
 image               properties ``seawall:*`` (``seawall:md5``); Glance tags for the rest
 keypair             **none**: the captured name and exactly the captured public key
@@ -33,13 +33,14 @@ on the cloud says seawall made them. Instead:
 - Ownership is kept in seawall's own journal: the recovery's ``CreateResource`` step
   journals (``record_created``) only what the driver created, and revert and drill
   clean-up delete only what the journal holds. A reused resource is never deleted.
-- A resumed run converges by content: the resource it created before the crash is
-  identical to its spec, so ``create`` reuses it, and the journal says whether it is the
-  run's. **Residual risk**: a run killed after the cloud created a keypair, flavor,
-  volume type or server group and before the journal recorded it leaves that resource
-  unjournaled; the resumed run reuses it but treats it as the target's own, so a revert
-  or a drill clean-up leaves it behind (an identical, harmless copy an operator removes
-  by name).
+- A resumed run converges: its step first takes the id the run's journal holds for
+  the key; failing that, what an attempt created before the crash is identical to the
+  spec, so ``create`` reuses it. **Residual risk**: a run killed after the cloud created
+  a keypair, flavor, volume type or server group and before the journal recorded it
+  leaves that resource unjournaled; the resumed run uses it but takes it for the
+  target's own, so a revert or a drill clean-up leaves it behind: a resource identical to
+  the source's, under the source's name (with the ``drill-<run>-`` prefix after a drill),
+  for an operator to remove by name.
 
 Earlier versions wrote marks into those four kinds (a ``-sw<hex>`` keypair name and a
 `` seawall-tags:`` public-key comment, ``seawall:key`` / ``seawall:tag:*`` extra specs,
