@@ -185,7 +185,7 @@ class FakeCompute:
         return self.groups_.get(i) or _missing(i)
 
     def create_server_group(self, **body: Any) -> SimpleNamespace:
-        defaults = {"rules": {}, "policies": None, "member_ids": []}
+        defaults: dict[str, Any] = {"rules": {}, "policies": None, "member_ids": []}
         g = SimpleNamespace(id=f"g{len(self.groups_)}", **{**defaults, **body})
         self.groups_[g.id] = g
         return g
@@ -277,9 +277,16 @@ def test_a_keypair_without_a_public_key_is_refused_not_generated(fake: Fake) -> 
     assert not compute.keypairs_
 
 
-FLAVOR = {"vcpus": 2, "ram_mb": 2048, "disk_gb": 20, "ephemeral_gb": 1, "swap_mb": 512,
-          "is_public": False, "description": "app tier",
-          "extra_specs": {"hw:cpu_policy": "dedicated", "aggregate:ssd": "true"}}  # fmt: skip
+FLAVOR: dict[str, Any] = {
+    "vcpus": 2,
+    "ram_mb": 2048,
+    "disk_gb": 20,
+    "ephemeral_gb": 1,
+    "swap_mb": 512,
+    "is_public": False,
+    "description": "app tier",
+    "extra_specs": {"hw:cpu_policy": "dedicated", "aggregate:ssd": "true"},
+}
 
 
 def test_a_flavor_is_created_as_captured_with_only_the_users_extra_specs(fake: Fake) -> None:
@@ -315,7 +322,7 @@ def test_a_same_named_flavor_that_differs_is_a_conflict_pointing_at_the_mapping(
 ) -> None:
     d, compute, _ = fake
     pre = compute.create_flavor(name="m1.app", vcpus=2, ram=2048, disk=20, ephemeral=1, swap=512)
-    pre.extra_specs = dict(FLAVOR["extra_specs"])  # type: ignore[call-overload]
+    pre.extra_specs = dict(FLAVOR["extra_specs"])
     for k, v in change.items():
         setattr(pre, k, v)
     with pytest.raises(
@@ -333,7 +340,7 @@ def test_a_flavor_made_by_someone_else_meanwhile_is_reused_when_it_matches(fake:
     def create_after_a_rival(**body: Any) -> Any:  # the rival wins between look and create
         if not racer:
             racer.append(original(**body))
-            racer[0].extra_specs = dict(FLAVOR["extra_specs"])  # type: ignore[call-overload]
+            racer[0].extra_specs = dict(FLAVOR["extra_specs"])
         return original(**body)
 
     compute.create_flavor = create_after_a_rival  # type: ignore[method-assign]
