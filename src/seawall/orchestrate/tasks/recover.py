@@ -85,8 +85,10 @@ class CreateResource(SeawallTask[CreateResourceArgs]):
         kind = ResourceKind(args.kind)
         driver = ctx.rt.driver(args.site)
         journaled = _journaled(ctx, args)
-        if journaled and driver.get(ResourceRef(kind, journaled)) is not None:
-            return {"id": journaled, "name": args.name, "source_id": args.source_id, "owned": True}
+        before = driver.get(ResourceRef(kind, journaled)) if journaled else None
+        if before is not None:
+            return {"id": before.id, "name": before.name, "source_id": args.source_id,
+                    "owned": True}  # fmt: skip
         spec = ResourceSpec(
             kind=kind,
             name=args.name,
