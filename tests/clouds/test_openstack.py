@@ -161,6 +161,9 @@ class FakeCompute:
     def create_flavor_extra_specs(self, flavor: Any, specs: dict[str, str]) -> None:
         flavor.extra_specs = {**flavor.extra_specs, **specs}
 
+    def flavor_add_tenant_access(self, flavor: Any, project: str) -> None:
+        flavor.access = [*getattr(flavor, "access", []), project]
+
     def delete_flavor(self, f: Any, ignore_missing: bool = True) -> None:
         self.deleted.append(getattr(f, "id", f))
         self.flavors_.pop(getattr(f, "id", f), None)
@@ -216,7 +219,9 @@ def fake() -> tuple[OpenStackDriver, FakeCompute, FakeBlockStorage]:
     """An openstack driver over a fake connection: only what these kinds call."""
     d = driver()
     compute, volumes = FakeCompute(), FakeBlockStorage()
-    d.connection._conn = SimpleNamespace(compute=compute, block_storage=volumes)
+    d.connection._conn = SimpleNamespace(
+        compute=compute, block_storage=volumes, current_project_id="p-target"
+    )
     return d, compute, volumes
 
 
@@ -296,6 +301,7 @@ def test_a_flavor_is_created_as_captured_with_only_the_users_extra_specs(fake: F
     (f,) = compute.flavors_.values()
     assert (f.name, f.vcpus, f.ram, f.disk, f.ephemeral, f.swap) == ("m1.app", 2, 2048, 20, 1, 512)
     assert (f.is_public, f.description) == (False, "app tier")
+    assert f.access == ["p-target"]  # private: opened to the project recovered into
     assert f.extra_specs == {"hw:cpu_policy": "dedicated", "aggregate:ssd": "true"}
     assert made.tags[KEY_TAG] == s.key and made.attrs["extra_specs"] == FLAVOR["extra_specs"]
     found = d.find(K.FLAVOR, s.key)

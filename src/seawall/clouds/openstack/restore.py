@@ -502,7 +502,9 @@ class Restore:
 
     def _create_flavor(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
         """The captured flavor under its own name, with exactly the user's extra specs
-        (the scheduler reads them: no seawall entry goes there)."""
+        (the scheduler reads them: no seawall entry goes there). A private flavor is
+        opened to the project the workload is recovered into (the source's access list
+        names the source's projects, which mean nothing here)."""
         body: dict[str, Any] = {
             "name": name,
             **self._flavor_body(a),
@@ -513,12 +515,15 @@ class Restore:
         with self.connection.api(f"creating flavor {name}"):
             flavor = self.conn.compute.create_flavor(**body)
             specs = self._specs(a)
-            if specs:
-                try:
+            try:
+                if specs:
                     self.conn.compute.create_flavor_extra_specs(flavor, specs)
-                except Exception:
-                    self.conn.compute.delete_flavor(flavor, ignore_missing=True)
-                    raise
+                if not body["is_public"]:
+                    pid = self.connection.project_id
+                    self.conn.compute.flavor_add_tenant_access(flavor, pid)
+            except Exception:
+                self.conn.compute.delete_flavor(flavor, ignore_missing=True)
+                raise
             return str(flavor.id)
 
     def _reuse_keypair(self, name: str, a: dict[str, Any]) -> Resource | None:
