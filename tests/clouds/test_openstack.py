@@ -1,4 +1,6 @@
-"""The openstack driver's own tests: encodings and error mapping without a cloud, and
+"""The openstack driver's own tests: encodings and error mapping without a cloud, how
+keypairs, flavors, volume types and server groups are recreated without marks or reused
+(over a fake openstacksdk connection that keeps exactly what was sent), and
 preflight errors (wrong credentials, unreachable endpoint) and the generic data path
 against the lab (marked ``lab``)."""
 
