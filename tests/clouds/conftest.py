@@ -41,6 +41,9 @@ class Harness:
     def __init__(self) -> None:
         #: keys are unique per test so that runs against a shared lab never collide
         self.prefix = f"t-{uuid.uuid4().hex[:8]}"
+        #: what this test's creates made (``seawall:key`` is theirs): the clean-up list
+        #: for the kinds a cloud keeps no key for
+        self.created: list[Resource] = []
 
     def key(self, name: str) -> str:
         return f"{self.prefix}-{name}"
@@ -63,6 +66,13 @@ class Harness:
 
     # -- building blocks shared by the tests ----------------------------------------------
 
+    def create(self, spec: ResourceSpec) -> Resource:
+        """``driver.create``, remembering what it made (not what it reused)."""
+        got = self.driver.create(spec)
+        if got.tags.get("seawall:key") == spec.key:
+            self.created.append(got)
+        return got
+
     def make(
         self,
         kind: ResourceKind,
@@ -72,7 +82,7 @@ class Harness:
         tags: dict[str, str] | None = None,
     ) -> Resource:
         spec = ResourceSpec(kind, name, self.key(name), attrs or {}, refs or {}, tags or {})
-        return self.driver.create(spec)
+        return self.create(spec)
 
     def network(self, name: str = "net", cidr: str = "10.10.0.0/24") -> tuple[Resource, Resource]:
         net = self.make(K.NETWORK, name)
@@ -153,9 +163,13 @@ class OpenStackHarness(Harness):  # pragma: no cover - needs the lab
         self.driver = open_site(Site("lab", "openstack", params))
 
     def close(self) -> None:
+        unmarked = self.driver.capabilities().unmarked_kinds
         for kind in reversed(list(ResourceKind)):
             for r in self.driver.list_resources(kind):
                 if r.tags.get("seawall:key", "").startswith(self.prefix):
+                    self.driver.delete(r.ref)
+            for r in self.created:  # the cloud holds no key for these: what we made
+                if r.kind is kind and kind in unmarked:
                     self.driver.delete(r.ref)
 
 

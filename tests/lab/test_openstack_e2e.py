@@ -101,10 +101,14 @@ def volume_digest(driver: CloudDriver, volume_id: str, size: int, key: str) -> s
 
 
 def cleanup(driver: CloudDriver, marker: str) -> None:
+    """What the test and its runs made: tagged for ``marker``, or (the kinds the cloud
+    keeps no tags on, such as keypairs and flavors) named for it."""
+    unmarked = driver.capabilities().unmarked_kinds
     for kind in reversed(list(ResourceKind)):
         for r in driver.list_resources(kind):
             tags = r.tags
-            if tags.get("app") == marker or tags.get("seawall:workload") == marker:
+            named = kind in unmarked and marker in r.name
+            if named or tags.get("app") == marker or tags.get("seawall:workload") == marker:
                 try:
                     driver.delete(r.ref)
                 except Exception as exc:  # keep cleaning

@@ -448,13 +448,25 @@ def test_protect_replicates_to_each_target_once() -> None:
 # --------------------------------------------------------------------------------------
 
 
+def test_a_drill_uses_the_targets_volume_types_by_their_own_names() -> None:
+    """A volume type is the operator's, per cloud: renamed, it would be a new type."""
+    vtype = R(K.VOLUME_TYPE, "__DEFAULT__", {"extra_specs": {}})
+    graph = ResourceGraph((*fixed_graph().resources, vtype))
+    names = {
+        s.args.kind: s.args.name
+        for s in recover(RecoverMode.DRILL, cp=checkpoint(graph)).steps()
+        if s.task == "CreateResource" and s.args.kind in ("volume_type", "keypair")
+    }
+    assert names == {"volume_type": "__DEFAULT__", "keypair": "drill-abcdef-key"}
+
+
 def test_drill_isolates_its_networks_and_drops_floating_ips() -> None:
     plan = recover(RecoverMode.DRILL)
     creates = [s for s in plan.steps() if s.task == "CreateResource"]
     assert creates
     prefix = "drill-abcdef-"
     for s in creates:
-        if s.args.kind != "project":
+        if s.args.kind not in ("project", "volume_type"):
             assert s.args.name.startswith(prefix), s.name
         assert set(s.args.tags) == {"seawall:run", "seawall:workload"}  # no app=shop
         assert s.args.kind != "floating_ip"

@@ -65,6 +65,10 @@ class DriverCapabilities:
     #: servers run real processes whose TCP/HTTP health can be checked
     live_servers: bool = False
     guest_agent: bool = False
+    #: kinds the cloud can hold no seawall mark for (no tags, no metadata): ``create``
+    #: may reuse an identical resource the target has, and ``find`` finds what this
+    #: driver object created (see :class:`CloudDriver`)
+    unmarked_kinds: tuple[ResourceKind, ...] = ()
 
 
 @runtime_checkable
@@ -75,6 +79,17 @@ class CloudDriver(Protocol):
     creates, ``create_snapshot`` by its key; ``delete`` and ``delete_snapshot`` tolerate
     "already gone". ``discover`` returns the full graph reachable from the selected
     servers (ports, networks, subnets, routers, groups, volumes, flavors, ...).
+
+    Ownership: the resource ``create`` returns carries ``seawall:key`` == ``spec.key``
+    exactly when it is the caller's, i.e. created under that key (now or by an earlier
+    attempt). A driver may instead reuse what the target already has and the spec
+    describes (the project's ``default`` security group; for the kinds in
+    ``capabilities().unmarked_kinds``, an identical resource: a same-named volume type,
+    a keypair with the same key...); that one comes back without ``seawall:key`` and is
+    not the caller's to delete in a revert or a clean-up. For the unmarked kinds the
+    cloud keeps no key, so ``find`` finds only what this driver object created, the
+    resource seawall lists carries no ``seawall:*`` tags, and a resumed run converges by
+    ``create``'s reuse plus the caller's own journal of what it created.
     """
 
     site: Site

@@ -11,9 +11,11 @@ volume ``size`` is in bytes (the Cinder volume is that rounded up to GiB, and th
 size is kept in the volume's metadata), ports carry plain ``fixed_ips`` strings, etc.
 
 Find-or-create: every resource seawall creates carries its ``seawall:key`` where the
-kind allows it (the table is in :mod:`.naming`), so a resumed run finds it instead of
-creating a second one. A discovered graph includes the project the credentials are
-scoped to; recovery never creates a project.
+kind allows it, so a resumed run finds it instead of creating a second one; keypairs,
+flavors, volume types and server groups carry none (nothing in what a user reads or the
+scheduler acts on) and are matched by content instead, the target's identical one reused
+(the table of what marks remain, and where, is in :mod:`.naming`). A discovered graph
+includes the project the credentials are scoped to; recovery never creates a project.
 
 Data paths (:meth:`OpenStackDriver.capabilities`): ``cbt`` when librbd (Debian
 ``python3-rbd``) and the site's ``ceph_conf`` are available, ``full`` otherwise (see
@@ -22,7 +24,7 @@ Data paths (:meth:`OpenStackDriver.capabilities`): ``cbt`` when librbd (Debian
 The parts, each over the one :class:`~.connection.CloudConnection`:
 
 - :mod:`.connection`: openstacksdk, error mapping, retries of reads, ``cloud_seconds``;
-- :mod:`.naming`: where each kind keeps its tags (names, metadata, extra specs...);
+- :mod:`.naming`: where each kind keeps its tags (tags, metadata), and which keep none;
 - :mod:`.discovery`: reading resources into the model, ``find``, ``discover``, waiting;
 - :mod:`.restore`: find-or-create per kind, delete, power, quotas;
 - :mod:`.snapshots`: Cinder snapshots and volume bytes (the generic Cinder/Glance path);
@@ -44,9 +46,7 @@ from seawall.clouds.openstack.naming import (
     PACK,
     SIZE_META,
     TAG_SPEC,
-    keypair_name,
-    keypair_public_key,
-    pack_name,
+    UNMARKED_KINDS,
     split_public_key,
     strings_to_tags,
     tags_to_strings,
@@ -67,12 +67,10 @@ __all__ = [
     "RUNTIME_ATTRS",
     "SIZE_META",
     "TAG_SPEC",
+    "UNMARKED_KINDS",
     "GiB",
     "OpenStackDriver",
-    "keypair_name",
-    "keypair_public_key",
     "open_openstack",
-    "pack_name",
     "split_public_key",
     "strings_to_tags",
     "tags_to_strings",
@@ -162,6 +160,7 @@ class OpenStackDriver:
             isolated_networks=True,
             live_servers=False,
             guest_agent=False,
+            unmarked_kinds=tuple(k for k in ResourceKind if k in UNMARKED_KINDS),
         )
 
     def close(self) -> None:

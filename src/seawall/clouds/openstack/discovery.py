@@ -14,8 +14,10 @@ them) and its quota limits, so a checkpoint says who held what where.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,6 +26,7 @@ from seawall.clouds.openstack.connection import CloudConnection
 from seawall.clouds.openstack.naming import (
     NEUTRON_KINDS,
     SIZE_META,
+    UNMARKED_KINDS,
     split_public_key,
     split_specs,
     strings_to_tags,
@@ -78,6 +81,16 @@ class Discovery:
     def __init__(self, connection: CloudConnection) -> None:
         self.connection = connection
         self.site = connection.site
+        #: (kind, key) -> (id, tags) of what this object created of the kinds that hold
+        #: no mark on the cloud (:data:`~.naming.UNMARKED_KINDS`): how ``find`` finds them
+        self._created: dict[tuple[ResourceKind, str], tuple[str, dict[str, str]]] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, kind: ResourceKind, key: str, rid: str, tags: Mapping[str, str]) -> None:
+        """Note that ``create`` made ``rid`` under ``key`` (an unmarked kind): ``find``
+        answers it, with the spec's tags, for as long as this driver object lives."""
+        with self._lock:
+            self._created[(kind, key)] = (rid, dict(tags))
 
     @property
     def conn(self) -> Any:
@@ -169,6 +182,8 @@ class Discovery:
         return Resource(K.FLOATING_IP, f.id, name, attrs, refs, strings_to_tags(f.tags))
 
     def _flavor(self, f: Any) -> Resource:
+        """A flavor; its extra specs are the user's alone (an earlier version's
+        ``seawall:*`` entries are read as tags, see :mod:`.naming`)."""
         specs, tags = split_specs(f.extra_specs or {})
         attrs = {
             "vcpus": int(f.vcpus),
@@ -178,6 +193,7 @@ class Discovery:
             "swap_mb": int(f.swap or 0),
             "is_public": bool(f.is_public),
             "extra_specs": specs,
+            "description": str(f.description or ""),
         }
         return Resource(K.FLAVOR, f.id, f.name, attrs, {}, tags)
 
@@ -207,9 +223,15 @@ class Discovery:
         return Resource(K.VOLUME_TYPE, t.id, t.name, attrs, {}, tags)
 
     def _server_group(self, g: Any) -> Resource:
+        """A server group: its policy (as ``policies``, one before microversion 2.64)
+        and, when set, its ``rules`` (``max_server_per_host``); an earlier version's
+        packed name is read back as the name and tags (see :mod:`.naming`)."""
         name, tags = unpack_name(g.name)
         policies = list(g.policies or ([g.policy] if g.policy else []))
-        return Resource(K.SERVER_GROUP, g.id, name, {"policies": policies}, {}, tags)
+        attrs: dict[str, Any] = {"policies": policies}
+        if g.rules:
+            attrs["rules"] = dict(g.rules)
+        return Resource(K.SERVER_GROUP, g.id, name, attrs, {}, tags)
 
     def _volume(self, v: Any, types: Mapping[str, str]) -> Resource:
         meta = dict(v.metadata or {})
@@ -379,7 +401,18 @@ class Discovery:
         return None  # projects are read by project_resource
 
     def find(self, kind: ResourceKind, key: str) -> Resource | None:
-        """The resource created with ``key`` (looked up where that kind keeps its tags)."""
+        """The resource created with ``key`` (looked up where that kind keeps its tags).
+
+        The unmarked kinds keep no key on the cloud: what this object created is
+        answered from memory (with the spec's tags, so the caller sees it is its own),
+        and only an earlier version's marks are looked up on the cloud."""
+        if kind in UNMARKED_KINDS:
+            with self._lock:
+                mine = self._created.get((kind, key))
+            if mine is not None:
+                got = self.get(ResourceRef(kind, mine[0]))
+                if got is not None:
+                    return dataclasses.replace(got, tags={**got.tags, **mine[1]})
         if kind in NEUTRON_KINDS:
             tag = f"{KEY_TAG}={key}"
             if "," not in tag:

@@ -1,43 +1,76 @@
-"""How the openstack driver keeps seawall's tags where each kind allows them.
+"""Where the openstack driver keeps seawall's bookkeeping, and where it keeps none.
+
+seawall never writes its marks into what a user reads or the cloud acts on: key
+material, names, extra specs (the scheduler reads them), descriptions. The marks that
+remain, and where:
 
 ==================  ==================================================================
-kind                where tags live
+kind                seawall's marks on the cloud
 ==================  ==================================================================
-network, subnet,    Neutron tags ``key=value``
-router, port, SG,
-floating IP
-server              metadata for ``seawall:*``; Nova tags ``key=value`` for the rest
-volume              metadata (``seawall:size`` holds the byte size)
-image               properties for ``seawall:*``; Glance tags ``key=value`` for the rest
-flavor, volume      extra specs ``seawall:key`` / ``seawall:tag:<key>`` (the ``seawall``
-type                scope is ignored by the Nova and Cinder capability filters)
-keypair             no metadata: the tags (zlib + base64url) end the public key's comment;
-                    the name (= its id) is ``<name>-sw<hash of the key>``
-server group        no metadata: the tags are packed into the name, after `` sw ``
+network, subnet,    Neutron tags ``key=value`` (``seawall:key``, ``seawall:run``,
+router, port, SG,   ``seawall:workload``, ``seawall:isolated``); the project's
+floating IP         ``default`` security group is the project's and is never tagged
+server              metadata ``seawall:*`` (key, run, workload, guest agent); the user's
+                    tags as Nova tags (in metadata when a Nova tag cannot hold one)
+volume              metadata ``seawall:*`` (``seawall:size`` holds the byte size)
+image               properties ``seawall:*`` (``seawall:md5``); Glance tags for the rest
+keypair             **none**: the captured name and exactly the captured public key
+flavor              **none**: the captured name, attributes and the user's extra specs
+volume type         **none**: the target's same-named type is reused (it is the
+                    operator's); one is created, as captured, only when none exists
+server group        **none**: the captured name, policy and rules
 ==================  ==================================================================
 
-These encodings are on the cloud: changing one strands what earlier runs created.
+The last four kinds (:data:`UNMARKED_KINDS`) have neither tags nor metadata, so nothing
+on the cloud says seawall made them. Instead:
+
+- ``create`` first reuses an identical resource the target already has (same name and
+  content: a keypair with the same key, a flavor with the same sizes and extra specs, a
+  same-named volume type, an empty same-named server group with the same policy) and
+  returns it **without** ``seawall:key``: not the run's to delete. What it creates it
+  returns with the spec's tags and ``seawall:key`` (in memory only), and the driver
+  object remembers it, so ``find(kind, key)`` finds it for as long as that object lives.
+- Ownership is kept in seawall's own journal: the recovery's ``CreateResource`` step
+  journals (``record_created``) only what the driver created, and revert and drill
+  clean-up delete only what the journal holds. A reused resource is never deleted.
+- A resumed run converges: its step first takes the id the run's journal holds for
+  the key; failing that, what an attempt created before the crash is identical to the
+  spec, so ``create`` reuses it. **Residual risk**: a run killed after the cloud created
+  a keypair, flavor, volume type or server group and before the journal recorded it
+  leaves that resource unjournaled; the resumed run uses it but takes it for the
+  target's own, so a revert or a drill clean-up leaves it behind: a resource identical to
+  the source's, under the source's name (with the ``drill-<run>-`` prefix after a drill),
+  for an operator to remove by name.
+
+Earlier versions wrote marks into those four kinds (a ``-sw<hex>`` keypair name and a
+`` seawall-tags:`` public-key comment, ``seawall:key`` / ``seawall:tag:*`` extra specs,
+tags packed into a server group's name after `` sw ``). They are still **read**
+(:func:`split_public_key`, :func:`split_specs`, :func:`unpack_name`), so what those
+versions recovered is captured clean and found by its old key, and never written again.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from seawall.clouds.tags import KEY_TAG
-from seawall.errors import InvalidInput
 from seawall.model import ResourceKind
 
 K = ResourceKind
 
 SIZE_META = "seawall:size"
-TAG_SPEC = "seawall:tag:"  #: extra-spec prefix of a user tag on flavors and volume types
-PACK = " sw "  #: server group name separator before the packed tags (never in base64)
-KEY_COMMENT = " seawall-tags:"  #: in a keypair's public key, before the packed tags
+#: the kinds that carry no seawall mark on the cloud (see the table above)
+UNMARKED_KINDS = frozenset({K.KEYPAIR, K.FLAVOR, K.VOLUME_TYPE, K.SERVER_GROUP})
+#: read only (what earlier versions wrote): extra-spec prefix of a tag
+TAG_SPEC = "seawall:tag:"
+#: read only: a server group name's separator before tags packed into it
+PACK = " sw "
+#: read only: in a keypair's public key, before tags packed into its comment
+KEY_COMMENT = " seawall-tags:"
 #: kind -> openstacksdk's Neutron resource name (``network.<name>s()``, ``get_<name>``)
 NEUTRON_KINDS = {
     K.NETWORK: "network",
@@ -63,11 +96,6 @@ def strings_to_tags(strings: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def _pack(name: str, tags: Mapping[str, str]) -> str:
-    payload = json.dumps({"n": name, "t": dict(tags)}, sort_keys=True, separators=(",", ":"))
-    return base64.urlsafe_b64encode(zlib.compress(payload.encode(), 9)).decode().rstrip("=")
-
-
 def _unpack(packed: str) -> tuple[str, dict[str, str]] | None:
     try:
         raw = base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4))
@@ -77,46 +105,17 @@ def _unpack(packed: str) -> tuple[str, dict[str, str]] | None:
         return None
 
 
-def pack_name(name: str, tags: Mapping[str, str]) -> str:
-    """``<name> sw <base64url(zlib(json))>``: a server group's only place for its tags.
-    When that is longer than Nova's 255 characters, seawall's own bookkeeping tags go
-    first, then the user's; ``seawall:key`` always stays (find-or-create needs it)."""
-    kept = dict(tags)
-    droppable = [k for k in sorted(kept) if k.startswith("seawall:") and k != KEY_TAG]
-    droppable += [k for k in sorted(kept) if not k.startswith("seawall:")]
-    while True:
-        full = f"{name[:60]}{PACK}{_pack(name, kept)}"
-        if len(full) <= 255:
-            return full
-        if not droppable:
-            raise InvalidInput(
-                f"the key of {name!r} is too long to keep on a server group", field="key"
-            )
-        kept.pop(droppable.pop(0))
-
-
 def unpack_name(cloud_name: str) -> tuple[str, dict[str, str]]:
+    """(name, tags) of a server group an earlier version named ``<name> sw <packed>``;
+    any other name is itself, with no tags."""
     _, sep, packed = cloud_name.rpartition(PACK)
     found = _unpack(packed) if sep else None
     return found if found is not None else (cloud_name, {})
 
 
-def keypair_name(name: str, key: str) -> str:
-    """Keypair names allow ``[_- a-zA-Z0-9]`` and are the keypair's id, which ends up in
-    the keys of later runs: kept short, unique per key; the tags go in the public key's
-    comment instead (see :func:`keypair_public_key`)."""
-    safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:60]
-    return f"{safe}-sw{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-
-
-def keypair_public_key(public_key: str, name: str, tags: Mapping[str, str]) -> str:
-    """The public key with the tags appended to its comment (Nova keeps the text as given
-    and computes the fingerprint from the key alone)."""
-    return f"{public_key.strip()}{KEY_COMMENT}{_pack(name, tags)}"
-
-
 def split_public_key(stored: str) -> tuple[str, str | None, dict[str, str]]:
-    """(public key as captured, name, tags) from what Nova stores."""
+    """(public key as captured, name, tags) from what Nova stores: an earlier version
+    appended the tags to the comment; a key without them is returned as it is."""
     head, sep, packed = (stored or "").rpartition(KEY_COMMENT)
     found = _unpack(packed.strip()) if sep else None
     if found is None:
@@ -125,7 +124,8 @@ def split_public_key(stored: str) -> tuple[str, str | None, dict[str, str]]:
 
 
 def split_specs(specs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """A flavor's or volume type's extra specs -> (the user's specs, the tags)."""
+    """A flavor's or volume type's extra specs -> (the user's specs, the tags an earlier
+    version kept there): comparing and capturing use the user's specs only."""
     attrs, tags = {}, {}
     for k, v in (specs or {}).items():
         if k == KEY_TAG:
@@ -137,14 +137,8 @@ def split_specs(specs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str
     return attrs, tags
 
 
-def tag_specs(tags: Mapping[str, str]) -> dict[str, str]:
-    """Tags as the extra specs of a flavor or volume type (see :func:`split_specs`)."""
-    return {(k if k == KEY_TAG else TAG_SPEC + k): str(v)[:255] for k, v in sorted(tags.items())}
-
-
-def unique_name(taken: Iterable[str], name: str, key: str) -> str:
-    """Flavor and volume type names are unique per cloud: on a clash, suffix a hash
-    of the key (deterministic, so a resumed run picks the same name)."""
-    if name not in set(taken):
-        return name
-    return f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+def key_material(public_key: str) -> str:
+    """An OpenSSH public key without its comment (``<type> <base64>``): what makes two
+    keypairs the same credential. The comment is a label and never reaches the guest's
+    authentication, so a same-named keypair that differs only there is reused."""
+    return " ".join(str(public_key or "").split()[:2])

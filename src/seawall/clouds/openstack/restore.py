@@ -2,17 +2,23 @@
 
 Find-or-create: every resource seawall creates carries its ``seawall:key`` where the
 kind allows it (:mod:`.naming`), so a resumed run finds it instead of creating a second
-one. Recovery never creates a project: its create step resolves to the target site's own
+one. Keypairs, flavors, volume types and server groups carry no mark: the target's
+identical one is reused (and returned without ``seawall:key``: not the run's to delete),
+a same-named one that differs is a :class:`~seawall.errors.Conflict` that says what to
+do, and a resumed run converges by that same content match.
+
+Recovery never creates a project: its create step resolves to the target site's own
 scoped project, and a delete of a project is a no-op.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from seawall.clouds import ResourceSpec
@@ -21,12 +27,9 @@ from seawall.clouds.openstack.discovery import RULE_KEYS, Discovery, GiB, rule_o
 from seawall.clouds.openstack.naming import (
     NEUTRON_KINDS,
     SIZE_META,
-    keypair_name,
-    keypair_public_key,
-    pack_name,
-    tag_specs,
+    UNMARKED_KINDS,
+    key_material,
     tags_to_strings,
-    unique_name,
 )
 from seawall.clouds.schema import (
     ROLES,
@@ -37,7 +40,7 @@ from seawall.clouds.schema import (
     user_attrs,
 )
 from seawall.clouds.tags import KEY_TAG, with_key
-from seawall.errors import Conflict, InvalidInput, NotFound, SeawallError
+from seawall.errors import Conflict, InvalidInput, NotFound, PermanentError, SeawallError
 from seawall.model import Resource, ResourceKind, ResourceRef
 
 K = ResourceKind
@@ -117,7 +120,15 @@ class Restore:
     # -- create ---------------------------------------------------------------------------
 
     def create(self, spec: ResourceSpec) -> Resource:
-        """Find-or-create by ``spec.key``; volumes are returned once available."""
+        """Find-or-create by ``spec.key``; volumes are returned once available.
+
+        The unmarked kinds (:data:`~.naming.UNMARKED_KINDS`) are first matched by
+        content (``_reuse_<kind>``): what the target already has and the spec describes
+        is returned as the cloud has it, without ``seawall:key``, so the caller does not
+        journal it and never deletes it; a same-named one that differs raises Conflict.
+        One created here is returned with the spec's tags (in memory: the cloud holds
+        none) and remembered for ``find``.
+        """
         kind = ResourceKind(spec.kind)
         if kind is K.PROJECT:
             # projects are the operator's: a workload is recovered into the project this
@@ -138,14 +149,36 @@ class Restore:
             return self.discovery.get(found.ref) or found
         tags = with_key(spec.tags, spec.key)
         self._check_refs(kind, refs)
+        reused = self._reuse(kind, spec.name, attrs)
+        if reused is not None:
+            return reused
         make = getattr(self, f"_create_{kind.value}")
-        rid = make(spec.name, attrs, refs, tags)
+        try:
+            rid = make(spec.name, attrs, refs, tags)
+        except Conflict:
+            # another run made the same one since we looked (names are unique per
+            # cloud for keypairs, flavors and volume types): reuse it if it matches
+            reused = self._reuse(kind, spec.name, attrs)
+            if reused is None:
+                raise
+            return reused
         if kind in NEUTRON_KINDS and not self._is_default_group(kind, spec.name):
             self._set_neutron_tags(kind, rid, tags)
         got = self.discovery.get(ResourceRef(kind, rid))
         if got is None:
             raise Conflict(f"{kind.value} {rid} vanished while it was being created")
+        if kind in UNMARKED_KINDS:
+            self.discovery.remember(kind, spec.key, rid, tags)
+            got = dataclasses.replace(got, tags={**got.tags, **tags})
         return got
+
+    def _reuse(self, kind: ResourceKind, name: str, attrs: dict[str, Any]) -> Resource | None:
+        """What the target already has that the spec describes (unmarked kinds only)."""
+        if kind not in UNMARKED_KINDS:
+            return None
+        reuse: Callable[[str, dict[str, Any]], Resource | None]
+        reuse = getattr(self, f"_reuse_{kind.value}")
+        return reuse(name, attrs)
 
     @staticmethod
     def _is_default_group(kind: ResourceKind, name: str) -> bool:
@@ -422,33 +455,130 @@ class Restore:
                 f"network {ext.name}; restore the router (with its gateway) first ({exc})"
             ) from None
 
-    def _create_flavor(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
-        with self.connection.api(f"creating flavor {name}"):
-            taken = [f.name for f in self.conn.compute.flavors(is_public=None)]
-            flavor = self.conn.compute.create_flavor(
-                name=unique_name(taken, name, tags[KEY_TAG]),
-                vcpus=int(a.get("vcpus", 1)),
-                ram=int(a.get("ram_mb", 512)),
-                disk=int(a.get("disk_gb", 1)),
-                ephemeral=int(a.get("ephemeral_gb", 0)),
-                swap=int(a.get("swap_mb", 0)) or 0,
-                is_public=bool(a.get("is_public", True)),
+    # -- the unmarked kinds: reuse what matches, else create exactly what was captured --
+
+    @staticmethod
+    def _flavor_body(a: Mapping[str, Any]) -> dict[str, int]:
+        """A flavor's sizes as Nova takes them: what a reused flavor must match."""
+        return {
+            "vcpus": int(a.get("vcpus", 1)),
+            "ram": int(a.get("ram_mb", 512)),
+            "disk": int(a.get("disk_gb", 1)),
+            "ephemeral": int(a.get("ephemeral_gb", 0)),
+            "swap": int(a.get("swap_mb", 0) or 0),
+        }
+
+    @staticmethod
+    def _specs(a: Mapping[str, Any]) -> dict[str, str]:
+        """The user's extra specs as Nova and Cinder hold them (strings)."""
+        return {str(k): str(v) for k, v in (a.get("extra_specs") or {}).items()}
+
+    def _by_name(self, kind: ResourceKind, listing: Any, name: str) -> list[Resource]:
+        """The target's resources of ``kind`` named ``name``, read in full (sorted by id,
+        so every attempt of a run picks the same one)."""
+        with self.connection.api(f"looking for {kind.value} {name}"):
+            ids = sorted(str(x.id) for x in listing() if x.name == name)
+        found = [self.discovery.get(ResourceRef(kind, i)) for i in ids]
+        return [r for r in found if r is not None]
+
+    def _reuse_flavor(self, name: str, a: dict[str, Any]) -> Resource | None:
+        """The target's same-named flavor, when its sizes and the user's extra specs are
+        the captured ones (a server on it gets what the source's got). One that differs
+        is a Conflict: Nova names are unique, and a silently different flavor would
+        change what the servers run on. A differing description or visibility is
+        reported, not refused."""
+        listing = lambda: self.conn.compute.flavors(is_public=None)  # noqa: E731
+        have = self._by_name(K.FLAVOR, listing, name)
+        if not have:
+            return None
+        flavor, want = have[0], self._flavor_body(a)
+        got = self._flavor_body(flavor.attrs)
+        diffs = [f"{k} {got[k]} (checkpoint: {v})" for k, v in want.items() if got[k] != v]
+        want_specs, got_specs = self._specs(a), self._specs(flavor.attrs)
+        if want_specs != got_specs:
+            diffs.append(f"extra specs {got_specs} (checkpoint: {want_specs})")
+        if diffs:
+            raise Conflict(
+                f"flavor {name!r} already exists on site {self.site.name!r} and differs from "
+                f"the checkpoint's: {'; '.join(diffs)}. Map it in the recovery plan "
+                f"(mappings.flavor: {{{name!r}: <a flavor at {self.site.name}>}}) or remove "
+                "that flavor, then run the recovery again"
             )
+        for field in ("description", "is_public"):
+            if field in a and flavor.attrs.get(field) != a[field]:
+                log.warning(
+                    "site %s: reusing flavor %s (%s), whose %s is %r (checkpoint: %r)",
+                    self.site.name, name, flavor.id, field, flavor.attrs.get(field), a[field],
+                )  # fmt: skip
+        return flavor
+
+    def _create_flavor(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
+        """The captured flavor under its own name, with exactly the user's extra specs
+        (the scheduler reads them: no seawall entry goes there). A private flavor is
+        opened to the project the workload is recovered into (the source's access list
+        names the source's projects, which mean nothing here)."""
+        body: dict[str, Any] = {
+            "name": name,
+            **self._flavor_body(a),
+            "is_public": bool(a.get("is_public", True)),
+        }
+        if a.get("description"):
+            body["description"] = str(a["description"])  # Nova 2.55 and later
+        with self.connection.api(f"creating flavor {name}"):
+            flavor = self.conn.compute.create_flavor(**body)
+            specs = self._specs(a)
             try:
-                specs = {**{str(k): str(v) for k, v in a.get("extra_specs", {}).items()}}
-                self.conn.compute.create_flavor_extra_specs(flavor, {**specs, **tag_specs(tags)})
+                if specs:
+                    self.conn.compute.create_flavor_extra_specs(flavor, specs)
+                if not body["is_public"]:
+                    pid = self.connection.project_id
+                    self.conn.compute.flavor_add_tenant_access(flavor, pid)
             except Exception:
                 self.conn.compute.delete_flavor(flavor, ignore_missing=True)
                 raise
             return str(flavor.id)
 
-    def _create_keypair(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
-        with self.connection.api(f"creating keypair {name}"):
-            kp = self.conn.compute.create_keypair(
-                name=keypair_name(name, tags[KEY_TAG]),
-                public_key=keypair_public_key(str(a.get("public_key", "")), name, tags),
+    def _reuse_keypair(self, name: str, a: dict[str, Any]) -> Resource | None:
+        """The target's keypair of that name when it holds the same key (a comment that
+        differs is only reported: it is a label, see :func:`~.naming.key_material`). A
+        different key under the name is a Conflict: Nova puts a keypair's key into the
+        guests booted with it, so reusing it would lock the owner out."""
+        have = self.discovery.get(ResourceRef(K.KEYPAIR, name))
+        if have is None:
+            return None
+        want = str(a.get("public_key", ""))
+        got = str(have.attrs.get("public_key", ""))
+        if key_material(got) != key_material(want):
+            raise Conflict(
+                f"keypair {name!r} already exists on site {self.site.name!r} with a "
+                "different public key than the checkpoint's; the recovered servers need "
+                f"the captured key under that name: delete or rename the keypair {name!r} "
+                f"at {self.site.name} (as the user who runs the recovery), then run the "
+                "recovery again"
             )
-            return str(kp.name)
+        if got.strip() != want.strip():
+            log.warning(
+                "site %s: reusing keypair %s: same key, different comment (%r, checkpoint: %r)",
+                self.site.name, name, got[len(key_material(got)):].strip(),
+                want[len(key_material(want)):].strip(),
+            )  # fmt: skip
+        return have
+
+    def _create_keypair(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
+        """The captured name and exactly the captured public key: the recovered servers'
+        ``key_name`` is the source's, and their guests get the same key."""
+        public_key = str(a.get("public_key", "")).strip()
+        if not public_key:
+            raise InvalidInput(
+                f"keypair {name!r} has no public key in the checkpoint; Nova would make a "
+                "new key, which no one holds the private half of",
+                field="keypair.attrs.public_key",
+            )
+        body: dict[str, Any] = {"name": name, "public_key": public_key}
+        if a.get("type") and a["type"] != "ssh":
+            body["type"] = str(a["type"])  # Nova 2.2 and later
+        with self.connection.api(f"creating keypair {name}"):
+            return str(self.conn.compute.create_keypair(**body).name)
 
     def _create_image(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
         props = {k: v for k, v in tags.items() if k.startswith("seawall:")}
@@ -469,27 +599,80 @@ class Restore:
             )
             return str(image.id)
 
+    def _reuse_volume_type(self, name: str, a: dict[str, Any]) -> Resource | None:
+        """The target's same-named volume type, always: types are the operator's, per
+        cloud (``__DEFAULT__``, a backend's), and the target's is what that name means
+        there. Extra specs that differ from the captured ones are logged (the fidelity
+        check reports them), never changed."""
+        have = self._by_name(K.VOLUME_TYPE, self.conn.block_storage.types, name)
+        if not have:
+            return None
+        vtype = have[0]
+        want, got = self._specs(a), self._specs(vtype.attrs)
+        if want != got:
+            diffs = sorted(k for k in {*want, *got} if want.get(k) != got.get(k))
+            log.warning(
+                "site %s: reusing volume type %s (%s), whose extra specs differ from the "
+                "checkpoint's in %s (site: %s, checkpoint: %s)",
+                self.site.name, name, vtype.id, ", ".join(diffs),
+                {k: got.get(k) for k in diffs}, {k: want.get(k) for k in diffs},
+            )  # fmt: skip
+        return vtype
+
     def _create_volume_type(
         self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]
     ) -> str:
+        """Only when the target has no type of that name: the captured name, exactly the
+        user's extra specs and the description."""
+        body: dict[str, Any] = {"name": name, "extra_specs": self._specs(a)}
+        if a.get("description"):
+            body["description"] = str(a["description"])
         with self.connection.api(f"creating volume type {name}"):
-            taken = [t.name for t in self.conn.block_storage.types()]
-            specs = {str(k): str(v) for k, v in a.get("extra_specs", {}).items()}
-            vt = self.conn.block_storage.create_type(
-                name=unique_name(taken, name, tags[KEY_TAG]),
-                extra_specs={**specs, **tag_specs(tags)},
+            return str(self.conn.block_storage.create_type(**body).id)
+
+    @staticmethod
+    def _group_policy(a: Mapping[str, Any]) -> str:
+        return str((list(a.get("policies") or []) or ["soft-anti-affinity"])[0])
+
+    def _reuse_server_group(self, name: str, a: dict[str, Any]) -> Resource | None:
+        """A same-named group with the same policy and rules and no members: the one an
+        interrupted attempt of this run created (server group names are not unique, and
+        a group with members is someone's placement, never joined)."""
+        policy, rules = self._group_policy(a), dict(a.get("rules") or {})
+        with self.connection.api(f"looking for server group {name}"):
+            empty = sorted(
+                str(g.id)
+                for g in self.conn.compute.server_groups()
+                if g.name == name and not g.member_ids
             )
-            return str(vt.id)
+        for gid in empty:
+            group = self.discovery.get(ResourceRef(K.SERVER_GROUP, gid))
+            if (
+                group is not None
+                and self._group_policy(group.attrs) == policy
+                and dict(group.attrs.get("rules") or {}) == rules
+            ):
+                return group
+        return None
 
     def _create_server_group(
         self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]
     ) -> str:
-        policies = list(a.get("policies") or ["soft-anti-affinity"])
+        """The captured name, policy and rules (rules need Nova 2.64: a cloud without
+        it refuses the group rather than drop them)."""
+        from openstack import exceptions as os_exc
+
+        body: dict[str, Any] = {"name": name, "policy": self._group_policy(a)}
+        if a.get("rules"):
+            body["rules"] = dict(a["rules"])
         with self.connection.api(f"creating server group {name}"):
-            group = self.conn.compute.create_server_group(
-                name=pack_name(name, tags), policy=policies[0]
-            )
-            return str(group.id)
+            try:
+                return str(self.conn.compute.create_server_group(**body).id)
+            except os_exc.NotSupported as exc:
+                raise PermanentError(
+                    f"server group {name!r}: site {self.site.name!r} cannot keep its rules "
+                    f"{body.get('rules')} ({exc}); recover it to a cloud with Nova 2.64"
+                ) from None
 
     def _create_volume(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
         size = check_volume_size(a.get("size"))

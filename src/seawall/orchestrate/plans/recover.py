@@ -61,6 +61,12 @@ K = ResourceKind
 _BLANK_ROLES = frozenset({(K.VOLUME, "image")})
 
 
+#: kinds a drill recreates under their own names: the project is the target's, and a
+#: volume type is the operator's, one per cloud, so a drill uses the target's same-named
+#: type as a failover does instead of making a renamed copy (which needs an admin)
+_DRILL_KEEPS_NAME = frozenset({K.PROJECT, K.VOLUME_TYPE})
+
+
 _CREATE_FIELDS = tuple(f.name for f in dataclasses.fields(CreateResourceArgs))
 
 
@@ -133,7 +139,7 @@ class _ResourceSteps:
         return CreateResourceArgs(
             site=self.plan.target,
             kind=r.kind.value,
-            name=prefix + r.name if r.kind is not K.PROJECT else r.name,
+            name=r.name if r.kind in _DRILL_KEEPS_NAME else prefix + r.name,
             key=resource_key(self.run_id, r.ref),
             attrs=attrs if linked or not links else _without_links(r, attrs),
             refs=refs,
@@ -193,8 +199,9 @@ def plan_recover(
 
     Restore order comes from :data:`seawall.model.RESTORE_RULES` plus explicit edges;
     servers boot by the plan's boot groups, each group checked healthy before the next.
-    A drill renames everything with a ``drill-`` prefix, isolates its networks, drops
-    floating IPs and removes everything it created at the end.
+    A drill renames everything with a ``drill-`` prefix (but the project and volume
+    types, the target's own), isolates its networks, drops floating IPs and removes
+    everything it created at the end.
     """
     target = plan.target
     graph = checkpoint.graph

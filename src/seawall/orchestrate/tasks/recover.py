@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from seawall.clouds import CloudDriver, Extent, ResourceSpec, SnapshotInfo
+from seawall.clouds.tags import KEY_TAG
 from seawall.errors import NotFound, VerificationFailed
 from seawall.model import (
     CheckKind,
@@ -67,11 +68,28 @@ class MapResource(SeawallTask[MapResourceArgs]):
 
 
 class CreateResource(SeawallTask[CreateResourceArgs]):
-    """Find-or-create one resource on the target, and journal it for revert/clean-up."""
+    """Find-or-create one resource on the target, and journal it for revert/clean-up.
+
+    Only what the run owns is journaled, and so only that is ever deleted by this step's
+    revert or by a drill's clean-up (:func:`cleanup_run` walks the journal). The driver
+    says what it created: the resource it returns carries ``seawall:key`` == the step's
+    key exactly then (the ``CloudDriver`` contract). One it reused instead, the target's
+    own (its same-named volume type or flavor, an identical keypair, the project's
+    ``default`` security group), comes back without it and is never deleted. The journal
+    is read first: a resumed attempt whose resource the journal already holds (created
+    and recorded before the crash) takes that one, still the run's, which matters where
+    the cloud keeps no key and names are not unique (server groups).
+    """
 
     def do(self, ctx: Context, args: CreateResourceArgs, deps: Deps) -> Any:
         refs = {role: tuple(deps[sym]["id"] for sym in syms) for role, syms in args.refs.items()}
         kind = ResourceKind(args.kind)
+        driver = ctx.rt.driver(args.site)
+        journaled = _journaled(ctx, args)
+        before = driver.get(ResourceRef(kind, journaled)) if journaled else None
+        if before is not None:
+            return {"id": before.id, "name": before.name, "source_id": args.source_id,
+                    "owned": True}  # fmt: skip
         spec = ResourceSpec(
             kind=kind,
             name=args.name,
@@ -80,15 +98,23 @@ class CreateResource(SeawallTask[CreateResourceArgs]):
             refs=refs,
             tags=args.tags,
         )
-        created = ctx.rt.driver(args.site).create(spec)
-        ctx.rt.db.record_created(ctx.run_id, args.site, kind.value, created.id, args.key)
-        return {"id": created.id, "name": created.name, "source_id": args.source_id}
+        created = driver.create(spec)
+        owned = created.tags.get(KEY_TAG) == args.key
+        if owned:
+            ctx.rt.db.record_created(ctx.run_id, args.site, kind.value, created.id, args.key)
+        return {"id": created.id, "name": created.name, "source_id": args.source_id,
+                "owned": owned}  # fmt: skip
 
     def undo(self, ctx: Context, args: CreateResourceArgs, deps: Deps, result: Any) -> None:
         driver = ctx.rt.driver(args.site)
         kind = ResourceKind(args.kind)
-        found = driver.find(kind, args.key)
-        rid = result["id"] if result else (found.id if found else "")
+        if result:
+            # results persisted before "owned" existed were all created by their run
+            rid = str(result["id"]) if result.get("owned", True) else ""
+        else:  # the attempt failed: delete only what it can be shown to have created
+            found = driver.find(kind, args.key)
+            mine = found.id if found is not None and found.tags.get(KEY_TAG) == args.key else ""
+            rid = _journaled(ctx, args) or mine
         if rid:
             driver.delete(ResourceRef(kind, rid))
             ctx.rt.db.mark_removed(ctx.run_id, kind.value, rid)
@@ -113,6 +139,14 @@ class LinkResource(SeawallTask[LinkResourceArgs]):
         )
         linked = ctx.rt.driver(args.site).create(spec)
         return {"id": linked.id, "name": linked.name, "source_id": args.source_id}
+
+
+def _journaled(ctx: Context, args: CreateResourceArgs) -> str:
+    """The id this step's key has in the run's journal on its site ("" if none)."""
+    for rec in ctx.rt.db.list_created(ctx.run_id):
+        if (rec.site, rec.kind, rec.key) == (args.site, args.kind, args.key) and not rec.removed:
+            return rec.resource_id
+    return ""
 
 
 class RestoreImage(SeawallTask[RestoreImageArgs]):
