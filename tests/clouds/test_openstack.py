@@ -24,7 +24,12 @@ from seawall.clouds.openstack import (
     split_public_key,
     unpack_name,
 )
-from seawall.clouds.openstack.naming import key_material, split_specs
+from seawall.clouds.openstack.naming import (
+    key_material,
+    split_specs,
+    strings_to_tags,
+    tags_to_strings,
+)
 from seawall.errors import (
     Conflict,
     InvalidInput,
@@ -75,6 +80,13 @@ def test_the_marks_earlier_versions_wrote_are_still_read_back_clean() -> None:
     assert split_public_key(PK) == (PK, None, {})
     specs = {"hw:cpu_policy": "dedicated", KEY_TAG: "k", "seawall:tag:app": "shop"}
     assert split_specs(specs) == ({"hw:cpu_policy": "dedicated"}, {KEY_TAG: "k", "app": "shop"})
+
+
+def test_tags_come_back_as_the_user_wrote_them() -> None:
+    """A bare tag (``server create --tag tier-web``) stays bare: it came back
+    ``tier-web=`` from a recovery, a difference the user sees."""
+    cloud = ["tier-web", "app=shop", "seawall:key=run-1/server/x"]
+    assert tags_to_strings(strings_to_tags(cloud)) == sorted(cloud)
 
 
 def test_key_material_is_the_key_without_its_comment() -> None:

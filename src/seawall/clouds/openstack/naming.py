@@ -83,8 +83,10 @@ NEUTRON_KINDS = {
 
 
 def tags_to_strings(tags: Mapping[str, str]) -> list[str]:
-    """Tags as Neutron, Nova and Glance hold them: ``key=value`` strings, sorted."""
-    return [f"{k}={v}" for k, v in sorted(tags.items())]
+    """Tags as Neutron, Nova and Glance hold them: ``key=value`` strings, sorted; a tag
+    with no value is the bare key, as the user wrote it (``tier-web``, not ``tier-web=``),
+    so :func:`strings_to_tags` and this give back what the cloud held."""
+    return [k if v == "" else f"{k}={v}" for k, v in sorted(tags.items())]
 
 
 def strings_to_tags(strings: Iterable[str]) -> dict[str, str]:
