@@ -50,8 +50,10 @@ NEUTRON_KINDS = {
 
 
 def tags_to_strings(tags: Mapping[str, str]) -> list[str]:
-    """Tags as Neutron, Nova and Glance hold them: ``key=value`` strings, sorted."""
-    return [f"{k}={v}" for k, v in sorted(tags.items())]
+    """Tags as Neutron, Nova and Glance hold them: ``key=value`` strings, sorted; a tag
+    with an empty value is the bare key, so a plain tag the user set (``web``, read back
+    by :func:`strings_to_tags` as ``{"web": ""}``) comes back as ``web``, not ``web=``."""
+    return [f"{k}={v}" if v != "" else k for k, v in sorted(tags.items())]
 
 
 def strings_to_tags(strings: Iterable[str]) -> dict[str, str]:
