@@ -413,8 +413,10 @@ class Discovery:
         if kind is K.KEYPAIR:
             return [self._keypair(k) for k in c.compute.keypairs()]
         if kind is K.IMAGE:
+            # Glance leaves hidden images (``os_hidden``) out of a listing unless asked
             pid = self.connection.project_id
-            return [self._image(i) for i in c.image.images() if i.owner_id == pid]
+            images = {i.id: i for i in [*c.image.images(), *c.image.images(is_hidden=True)]}
+            return [self._image(i) for i in images.values() if i.owner_id == pid]
         if kind is K.VOLUME_TYPE:
             return [self._volume_type(t) for t in ctx.volume_types]
         if kind is K.SERVER_GROUP:
