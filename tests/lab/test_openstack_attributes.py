@@ -223,7 +223,8 @@ def test_every_user_set_attribute_fails_over(
     assert protect.state is RunState.SUCCEEDED, protect.error
     t2 = time.monotonic()
     run = svc.failover(marker, target="site-b")
-    assert run.state is RunState.SUCCEEDED, run.error
+    failed = [(st.name, st.state.value, st.detail) for st in svc.steps(run.id) if st.detail]
+    assert run.state is RunState.SUCCEEDED, (run.error, failed)
     print(f"[attributes] protect {t2 - t1:.1f}s, failover {time.monotonic() - t2:.1f}s")
 
     diffs: list[str] = []

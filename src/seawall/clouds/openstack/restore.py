@@ -722,9 +722,12 @@ class Restore:
             self.conn.image.update_image(image, protected=False)
 
     def _delete_router(self, router_id: str) -> None:
-        """Its interfaces first: Neutron refuses to delete a router that has any."""
+        """Its extra routes, then its interfaces: Neutron refuses to remove an interface a
+        route needs, and to delete a router that has any."""
         c = self.conn
         router = c.network.get_router(router_id)
+        if router.routes:
+            router = c.network.update_router(router, routes=[])
         for port in c.network.ports(device_id=router_id):
             if port.device_owner == "network:router_interface":
                 for ip in port.fixed_ips:
