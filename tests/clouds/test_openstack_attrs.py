@@ -162,6 +162,7 @@ IMAGE = {
     "hw_qemu_guest_agent": "yes", "os_distro": "debian", "hw_cpu_sockets": "2",
     "hw_boot_menu": "true", "shop_build": "2026.12-4", "seawall:md5": "abc",
     "os_glance_importing_to_stores": "", "owner_specified.openstack.md5": "abc",
+    "stores": "ceph", "file": "/v2/images/i1/file", "schema": "/v2/schemas/image",
 }  # fmt: skip
 
 
@@ -199,6 +200,7 @@ def test_images_keep_properties_visibility_tags_and_flags(
     assert sorted(body["tags"]) == sorted(IMAGE["tags"])
     assert body["seawall:md5"] == "abc"  # seawall's mark stays a property of its own
     assert "os_glance_importing_to_stores" not in body
+    assert not {"stores", "file", "schema", "owner", "id"} & set(body)  # Glance's, read-only
 
 
 def test_a_public_image_the_target_refuses_names_what_to_do(

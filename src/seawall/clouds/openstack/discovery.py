@@ -110,11 +110,10 @@ def image_properties(image: Any) -> dict[str, str]:
     body = getattr(getattr(image, "_body", None), "attributes", None)
     if not isinstance(body, Mapping):
         body = image.to_dict(computed=False, headers=False, original_names=True)
-    raw = {k: v for k, v in body.items() if k not in IMAGE_FIELDS}
-    raw.update(body.get("properties") or {})
+    raw = {**body, **(body.get("properties") or {})}
     out = {}
     for k, v in raw.items():
-        if v is None or k.startswith(("os_glance_", "seawall:")):
+        if v is None or k in IMAGE_FIELDS or k.startswith(("os_glance_", "seawall:")):
             continue
         out[str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
     return dict(sorted(out.items()))
