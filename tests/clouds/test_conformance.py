@@ -243,7 +243,9 @@ def user_set_attrs(
         attrs = {
             "description": "vip holder",
             "fixed_ips": ["10.42.0.10"],
-            "allowed_address_pairs": [{"ip_address": "10.42.0.200", "mac_address": ""}],
+            "allowed_address_pairs": [
+                {"ip_address": "10.42.0.200", "mac_address": "fa:16:3e:42:00:c8"}
+            ],
             "extra_dhcp_opts": [{"opt_name": "mtu", "opt_value": "1400", "ip_version": 4}],
         }
         return attrs, {"network": (net.id,), "subnet": (sub.id,)}

@@ -263,7 +263,12 @@ def test_a_volume_of_an_old_checkpoint_keeps_its_metadata_in_the_tags(cloud: Clo
     cloud.create(K.VOLUME, old, {})
     meta = cloud.conn.block_storage.create_volume.call_args.kwargs["metadata"]
     assert meta["tier"] == "db" and meta["seawall:key"] == "k1"
+    assert meta["seawall:tags"] == "tier"
     cloud.conn.block_storage.set_volume_image_metadata.assert_not_called()
+    copy = Volume.existing(id="v2", name="data", size=1, status="available", metadata=meta)
+    got = cloud.discovery._volume(copy, {})
+    assert got.tags == {"tier": "db", "seawall:key": "k1"}  # the checkpoint's shape
+    assert "metadata" not in got.attrs
 
 
 def test_servers_keep_user_data_description_metadata_tags_and_config_drive(

@@ -213,6 +213,10 @@ def test_every_user_set_attribute_fails_over(
     w = build(a, marker)
     src_boot = a.block_storage.get_volume(w["boot"].id)
     assert src_boot.volume_image_metadata["hw_disk_bus"] == "scsi"  # Cinder copied them
+    src_web = a.compute.get_server(w["servers"][0].id)
+    # what is compared below is there to compare: these credentials see user_data
+    assert (src_web.user_data, src_web.description) == (USER_DATA, "the web server")
+    assert IMAGE_PROPS.items() <= image_json(a, w["image"].id).items()
     print(f"[attributes] built on A in {time.monotonic() - t0:.1f}s")
 
     names = ",".join(s.name for s in w["servers"])

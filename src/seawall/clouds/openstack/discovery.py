@@ -24,6 +24,7 @@ from seawall.clouds.openstack.connection import CloudConnection
 from seawall.clouds.openstack.naming import (
     NEUTRON_KINDS,
     SIZE_META,
+    TAGS_META,
     split_public_key,
     split_specs,
     strings_to_tags,
@@ -319,20 +320,21 @@ class Discovery:
         return Resource(K.SERVER_GROUP, g.id, name, {"policies": policies}, {}, tags)
 
     def _volume(self, v: Any, types: Mapping[str, str]) -> Resource:
-        """A volume: its metadata split into the user's (``metadata``) and seawall's
-        (``seawall:*``, the tags), and a boot volume's image metadata (``image_metadata``,
-        what Nova reads as the image properties of a server booted from it) without
-        ``image_id``, which is the ``image`` ref."""
+        """A volume: its metadata split into the tags (seawall's ``seawall:*`` keys and the
+        keys ``seawall:tags`` names: Cinder has no tags) and the user's (``metadata``), and
+        a boot volume's image metadata (``image_metadata``, what Nova reads as the image
+        properties of a server booted from it) without ``image_id``, the ``image`` ref."""
         meta = dict(v.metadata or {})
         size = int(meta.pop(SIZE_META, 0)) or int(v.size) * GiB
-        tags = {k: str(x) for k, x in meta.items() if k.startswith("seawall:")}
+        tag_keys = set(str(meta.pop(TAGS_META, "")).split(","))
+        tags = {k: str(x) for k, x in meta.items() if k.startswith("seawall:") or k in tag_keys}
         attrs: dict[str, Any] = {
             "size": size,
             "bootable": _bool(v.is_bootable),
             "availability_zone": v.availability_zone or "nova",
             "status": v.status,
         }
-        user = {str(k): str(x) for k, x in meta.items() if not k.startswith("seawall:")}
+        user = {str(k): str(x) for k, x in meta.items() if k not in tags}
         _put(attrs, "metadata", dict(sorted(user.items())), {})
         _put(attrs, "description", v.description or "", "")
         image_meta = {

@@ -7,7 +7,8 @@ network, subnet,    Neutron tags ``key=value``
 router, port, SG,
 floating IP
 server              metadata for ``seawall:*``; Nova tags ``key=value`` for the rest
-volume              metadata (``seawall:size`` holds the byte size)
+volume              metadata (``seawall:size`` holds the byte size; ``seawall:tags`` names the
+                    keys that are tags, the rest of the user's keys are its metadata)
 image               properties for ``seawall:*``; Glance tags ``key=value`` for the rest
 flavor, volume      extra specs ``seawall:key`` / ``seawall:tag:<key>`` (the ``seawall``
 type                scope is ignored by the Nova and Cinder capability filters)
@@ -35,6 +36,7 @@ from seawall.model import ResourceKind
 K = ResourceKind
 
 SIZE_META = "seawall:size"
+TAGS_META = "seawall:tags"  #: a volume's metadata keys that are tags, comma-separated
 TAG_SPEC = "seawall:tag:"  #: extra-spec prefix of a user tag on flavors and volume types
 PACK = " sw "  #: server group name separator before the packed tags (never in base64)
 KEY_COMMENT = " seawall-tags:"  #: in a keypair's public key, before the packed tags

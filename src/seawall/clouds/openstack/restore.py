@@ -21,6 +21,7 @@ from seawall.clouds.openstack.discovery import RULE_KEYS, Discovery, GiB, rule_o
 from seawall.clouds.openstack.naming import (
     NEUTRON_KINDS,
     SIZE_META,
+    TAGS_META,
     keypair_name,
     keypair_public_key,
     pack_name,
@@ -555,10 +556,17 @@ class Restore:
         metadata beside seawall's tags, its description, the bootable flag and a boot
         volume's image metadata (Cinder's ``os-set_image_metadata``; ``image_id`` is not
         set: it would name an image of the source site). ``multiattach`` comes with the
-        volume type, as Cinder wants it."""
+        volume type, as Cinder wants it.
+
+        The user's tags (a checkpoint taken before the user's metadata was captured apart
+        holds it as tags) become plain metadata keys, and ``seawall:tags`` names them, so
+        they are read back as the tags they were."""
         size = check_volume_size(a.get("size"))
         meta = {str(k): str(v)[:255] for k, v in (a.get("metadata") or {}).items()}
         meta.update({k: str(v)[:255] for k, v in tags.items()})
+        user_tags = ",".join(sorted(k for k in tags if not k.startswith("seawall:")))
+        if user_tags and len(user_tags) <= 255:
+            meta[TAGS_META] = user_tags
         meta[SIZE_META] = str(size)
         body: dict[str, Any] = {"name": name, "size": math.ceil(size / GiB), "metadata": meta}
         if a.get("description"):
