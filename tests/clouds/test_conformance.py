@@ -257,6 +257,7 @@ def user_set_attrs(
             "min_ram": 64,
             "visibility": "shared",
             "os_hidden": True,
+            "protected": True,  # and the harness's clean-up deletes it all the same
             "properties": {
                 "hw_disk_bus": "scsi",
                 "hw_qemu_guest_agent": "yes",
