@@ -35,6 +35,7 @@ from .test_openstack_nova_ports import active, connect, wait_until
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 CIDR = "10.76.0.0/24"
+RAW_CIDR = "10.77.0.0/24"
 USER_DATA = base64.b64encode(b"#cloud-config\nhostname: web\nruncmd:\n  - [touch, /ok]\n").decode()
 ROUTES = [
     {"destination": "192.168.76.0/24", "nexthop": "10.76.0.5"},
@@ -86,6 +87,13 @@ def build(conn: Any, marker: str) -> dict[str, Any]:
         allocation_pools=[{"start": "10.76.0.10", "end": "10.76.0.200"}],
         host_routes=[{"destination": "172.16.76.0/24", "nexthop": "10.76.0.7"}],
     )  # fmt: skip
+    raw = w["raw"] = conn.network.create_network(
+        name=f"{marker}-raw", description="no port security", port_security_enabled=False
+    )
+    conn.network.create_subnet(
+        name=f"{marker}-raw-sub", network_id=raw.id, cidr=RAW_CIDR, ip_version=4,
+        enable_dhcp=False, gateway_ip=None,
+    )  # fmt: skip
     (public,) = [n for n in conn.network.networks(is_router_external=True) if n.name == "public"]
     router = w["router"] = conn.network.create_router(
         name=f"{marker}-router", description="edge router",
@@ -104,7 +112,7 @@ def build(conn: Any, marker: str) -> dict[str, Any]:
         data=b"\1" * (1 << 20), visibility="shared", allow_duplicates=True,
         min_disk=1, min_ram=64, tags=["web", "os=debian"], **IMAGE_PROPS,
     )  # fmt: skip
-    w["image"] = conn.image.update_image(image, protected=True)
+    w["image"] = conn.image.update_image(image, protected=True, is_hidden=True)
     w["data"] = conn.block_storage.create_volume(
         name=f"{marker}-data", size=1, description="db data",
         metadata={"tier": "db", "owner": "team-a"},
@@ -122,7 +130,8 @@ def build(conn: Any, marker: str) -> dict[str, Any]:
         tags=["web", "app=shop"], config_drive=True, availability_zone="nova",
     )  # fmt: skip
     db = conn.compute.create_server(
-        name=f"{marker}-db", flavor_id=w["flavor"].id, networks=[{"uuid": net.id}],
+        name=f"{marker}-db", flavor_id=w["flavor"].id,
+        networks=[{"uuid": net.id}, {"uuid": raw.id}],
         description="the db server", metadata={"role": "db"}, tags=["db"],
         block_device_mapping_v2=[{"uuid": w["boot"].id, "source_type": "volume",
                                   "destination_type": "volume", "boot_index": 0,
@@ -241,12 +250,17 @@ def test_every_user_set_attribute_fails_over(
     src_net, net = a.network.get_network(w["net"].id), one(b.network.networks(), w["net"].name)
     for f in ("description", "mtu", "is_port_security_enabled", "is_shared"):
         same(f"network.{f}", getattr(src_net, f), getattr(net, f))
-    src_sub = a.network.get_subnet(w["subnet"].id)
-    sub = one(b.network.subnets(network_id=net.id), w["subnet"].name)
+    src_raw, raw = a.network.get_network(w["raw"].id), one(b.network.networks(), w["raw"].name)
+    for f in ("description", "mtu", "is_port_security_enabled"):
+        same(f"network raw.{f}", getattr(src_raw, f), getattr(raw, f))
     fields = ("description", "cidr", "gateway_ip", "dns_nameservers", "host_routes")
     fields += ("allocation_pools", "is_dhcp_enabled", "ipv6_ra_mode", "ipv6_address_mode")
-    for f in fields:
-        same(f"subnet.{f}", getattr(src_sub, f), getattr(sub, f))
+    for src_net_id, net_id in ((src_net.id, net.id), (src_raw.id, raw.id)):
+        (src_sub,) = a.network.subnets(network_id=src_net_id)
+        sub = one(b.network.subnets(network_id=net_id), src_sub.name)
+        for f in fields:
+            same(f"subnet {src_sub.name}.{f}", getattr(src_sub, f), getattr(sub, f))
+    sub = one(b.network.subnets(network_id=net.id), w["subnet"].name)
 
     # router
     src_router = a.network.get_router(w["router"].id)
@@ -317,8 +331,12 @@ def test_every_user_set_attribute_fails_over(
             attached = {a_.volume_id: a_.device for a_ in b.compute.volume_attachments(server)}
             (boot,) = [v for v in b.block_storage.volumes() if v.name == w["boot"].name]
             same(f"server {src.name}.boot volume", True, boot.id in attached)
-        same(f"server {src.name}.ports", len(list(a.network.ports(device_id=src.id))),
-             len(list(b.network.ports(device_id=server.id))))  # fmt: skip
+        nics = lambda conn, sid: sorted(  # noqa: E731
+            (conn.network.get_network(p.network_id).name, p.is_port_security_enabled,
+             p.description or "", len(p.security_group_ids or []))
+            for p in conn.network.ports(device_id=sid)
+        )  # fmt: skip
+        same(f"server {src.name}.ports", nics(a, src.id), nics(b, server.id))
     assert diffs == [], "\n".join(diffs)
     web = b.compute.get_server(one(b.compute.servers(), w["servers"][0].name).id)
     assert base64.b64decode(web.user_data).startswith(b"#cloud-config\n")
