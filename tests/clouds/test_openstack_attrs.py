@@ -306,3 +306,23 @@ def test_servers_keep_user_data_description_metadata_tags_and_config_drive(
         "az1",
     )
     assert body["networks"] == [{"port": "p2"}]
+
+
+def test_a_router_loses_its_extra_routes_before_its_interfaces(cloud: Cloud) -> None:
+    """Neutron refuses to remove an interface a route's next hop needs, so a revert of a
+    router with extra routes would fail without this order."""
+    from seawall.model import ResourceRef
+
+    net = cloud.conn.network
+    router = net.get_router.return_value
+    router.routes = [{"destination": "192.168.9.0/24", "nexthop": "10.0.0.5"}]
+    cleared = net.update_router.return_value
+    net.ports.return_value = [
+        SimpleNamespace(device_owner="network:router_interface", fixed_ips=[{"subnet_id": "s1"}])
+    ]
+    cloud.restore.delete(ResourceRef(K.ROUTER, "r1"))
+    net.update_router.assert_called_once_with(router, routes=[])
+    net.remove_interface_from_router.assert_called_once_with(cleared, subnet_id="s1")
+    names = [c[0] for c in net.method_calls]
+    assert names.index("update_router") < names.index("remove_interface_from_router")
+    assert names[-1] == "delete_router"
