@@ -323,6 +323,7 @@ def test_a_spec_without_the_user_set_attrs_gets_the_defaults(
         "routes": [],
         "extra_dhcp_opts": [],
         "properties": {},
+        "visibility": "private",
         "os_hidden": False,
         "protected": False,
         "image_metadata": {},

@@ -290,7 +290,7 @@ class Discovery:
 
     def _image(self, i: Any) -> Resource:
         """An image with every property the user set (:func:`image_properties`), its
-        visibility, and ``protected``/``os_hidden`` when on."""
+        visibility unless ``private``, and ``protected``/``os_hidden`` when on."""
         props = dict(i.properties or {})
         tags = strings_to_tags(i.tags or [])
         tags.update({k: str(v) for k, v in props.items() if k.startswith("seawall:")})
@@ -302,8 +302,9 @@ class Discovery:
             "min_disk": int(i.min_disk or 0),
             "min_ram": int(i.min_ram or 0),
             "status": i.status,
-            "visibility": str(i.visibility or "shared"),
         }
+        # private is what a restore makes of an image whose checkpoint has no visibility
+        _put(attrs, "visibility", str(i.visibility or "shared"), "private")
         _put(attrs, "properties", image_properties(i), {})
         _put(attrs, "protected", bool(i.is_protected), False)
         _put(attrs, "os_hidden", bool(i.is_hidden), False)
