@@ -26,6 +26,7 @@ from seawall.clouds.openstack.connection import CloudConnection
 from seawall.clouds.openstack.naming import (
     NEUTRON_KINDS,
     SIZE_META,
+    TAGS_META,
     UNMARKED_KINDS,
     split_public_key,
     split_specs,
@@ -75,6 +76,71 @@ def _limit(value: Any) -> int:
     return -1 if value is None else int(value)
 
 
+def _put(attrs: dict[str, Any], key: str, value: Any, default: Any) -> None:
+    """Set ``key`` only when the cloud holds something other than its default for it.
+
+    The attrs added for faithful recovery (issue 11) appear only where the user set them,
+    so checkpoints of resources that use the defaults keep the shape they always had, and
+    a restore reads a missing key as "the cloud's default" (which is also how a checkpoint
+    taken before those keys existed restores).
+    """
+    if value != default and value is not None:
+        attrs[key] = value
+
+
+#: Glance's own fields of an image (its record and what Glance computes): everything
+#: else an image carries at the top level of its JSON is a property the user set
+IMAGE_FIELDS = frozenset(
+    {
+        "checksum", "container_format", "created_at", "direct_url", "disk_format", "file",
+        "id", "locations", "metadata", "min_disk", "min_ram", "name", "os_hash_algo",
+        "os_hash_value", "os_hidden", "owner", "properties", "protected", "schema", "self",
+        "size", "status", "store", "stores", "tags", "updated_at", "url", "virtual_size",
+        "visibility",
+    }
+)  # fmt: skip
+
+
+def image_properties(image: Any) -> dict[str, str]:
+    """Every property the user set on a Glance image, as the strings Glance holds.
+
+    openstacksdk's ``Image`` keeps the properties it knows by name (``hw_disk_bus``,
+    ``os_distro``, ...) as typed attributes and the rest in ``properties``; the body it
+    was built from has both as Glance sent them, so that is read (falling back to the
+    typed attributes, turned back into Glance's strings). Left out: Glance's own fields
+    (:data:`IMAGE_FIELDS`), its reserved ``os_glance_*`` properties (a user cannot set
+    them) and seawall's ``seawall:*`` (those are seawall's tags, see :mod:`.naming`).
+    """
+    body = getattr(getattr(image, "_body", None), "attributes", None)
+    if not isinstance(body, Mapping):
+        body = image.to_dict(computed=False, headers=False, original_names=True)
+    raw = {**body, **(body.get("properties") or {})}
+    out = {}
+    for k, v in raw.items():
+        if v is None or k in IMAGE_FIELDS or k.startswith(("os_glance_", "seawall:")):
+            continue
+        out[str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
+    return dict(sorted(out.items()))
+
+
+def _routes(routes: Any) -> list[dict[str, str]]:
+    """A router's extra routes, sorted (Neutron returns them in no particular order)."""
+    rows = [
+        {"destination": str(r["destination"]), "nexthop": str(r["nexthop"])} for r in routes or []
+    ]
+    return sorted(rows, key=lambda r: (r["destination"], r["nexthop"]))
+
+
+def _dhcp_options(opts: Any) -> list[dict[str, Any]]:
+    """A port's extra DHCP options (name, value, IP version), sorted."""
+    rows = [
+        {"opt_name": str(o["opt_name"]), "opt_value": str(o["opt_value"]),
+         "ip_version": int(o.get("ip_version") or 4)}
+        for o in opts or []
+    ]  # fmt: skip
+    return sorted(rows, key=lambda o: (o["ip_version"], o["opt_name"], o["opt_value"]))
+
+
 class Discovery:
     """What is on the cloud, read into seawall's model (``Resource``, ``ResourceGraph``)."""
 
@@ -109,6 +175,11 @@ class Discovery:
             "mtu": int(n.mtu or 1500),
             "status": str(n.status or ""),
         }
+        _put(attrs, "description", n.description or "", "")
+        _put(attrs, "port_security_enabled", n.is_port_security_enabled is not False, True)
+        _put(attrs, "shared", bool(n.is_shared), False)
+        _put(attrs, "admin_state_up", n.is_admin_state_up is not False, True)
+        _put(attrs, "dns_domain", n.dns_domain or "", "")
         return Resource(K.NETWORK, n.id, n.name or "", attrs, {}, tags)
 
     def _subnet(self, s: Any) -> Resource:
@@ -121,14 +192,39 @@ class Discovery:
             "host_routes": [dict(r) for r in s.host_routes or []],
             "ip_version": int(s.ip_version),
         }
+        _put(attrs, "description", s.description or "", "")
+        _put(attrs, "ipv6_ra_mode", s.ipv6_ra_mode or "", "")
+        _put(attrs, "ipv6_address_mode", s.ipv6_address_mode or "", "")
         refs = {"network": self._ref(K.NETWORK, s.network_id)}
         return Resource(K.SUBNET, s.id, s.name or "", attrs, refs, strings_to_tags(s.tags))
 
     def _router(self, r: Any, subnets: list[str]) -> Resource:
+        """A router with its interfaces (``subnets`` refs), extra routes and gateway: the
+        gateway's network is kept by name (``external_network``; the target's network of
+        that name, else its first external one) and ``enable_snat`` only when off."""
         gateway = r.external_gateway_info or {}
-        attrs = {"external_gateway": bool(gateway.get("network_id")), "status": r.status or ""}
+        attrs: dict[str, Any] = {
+            "external_gateway": bool(gateway.get("network_id")),
+            "status": r.status or "",
+        }
+        _put(attrs, "description", r.description or "", "")
+        _put(attrs, "routes", _routes(r.routes), [])
+        _put(attrs, "admin_state_up", r.is_admin_state_up is not False, True)
+        if gateway.get("network_id"):
+            attrs["external_network"] = self._network_name(str(gateway["network_id"]))
+            _put(attrs, "enable_snat", gateway.get("enable_snat") is not False, True)
         refs = {"subnets": self._ref(K.SUBNET, *sorted(subnets))} if subnets else {}
         return Resource(K.ROUTER, r.id, r.name or "", attrs, refs, strings_to_tags(r.tags))
+
+    def _network_name(self, network_id: str) -> str:
+        """A network's name (an external one a router's gateway is on), or its id when it
+        cannot be read."""
+        from openstack import exceptions as os_exc
+
+        try:
+            return str(self.conn.network.get_network(network_id).name or network_id)
+        except os_exc.SDKException:
+            return network_id
 
     def _security_group(self, g: Any) -> Resource:
         """A group with its rules. A rule's remote group is kept as ``remote_group``: the
@@ -164,6 +260,12 @@ class Discovery:
             "allowed_address_pairs": [dict(a) for a in p.allowed_address_pairs or []],
             "status": p.status or "",
         }
+        _put(attrs, "description", p.description or "", "")
+        _put(attrs, "port_security_enabled", p.is_port_security_enabled is not False, True)
+        _put(attrs, "vnic_type", p.binding_vnic_type or "normal", "normal")
+        _put(attrs, "extra_dhcp_opts", _dhcp_options(p.extra_dhcp_opts), [])
+        _put(attrs, "admin_state_up", p.is_admin_state_up is not False, True)
+        _put(attrs, "dns_name", p.dns_name or "", "")
         refs: dict[str, tuple[ResourceRef, ...]] = {"network": self._ref(K.NETWORK, p.network_id)}
         if ips:
             refs["subnet"] = self._ref(K.SUBNET, ips[0]["subnet_id"])
@@ -203,10 +305,12 @@ class Discovery:
         return Resource(K.KEYPAIR, k.name, name or k.name, attrs, {}, tags)
 
     def _image(self, i: Any) -> Resource:
+        """An image with every property the user set (:func:`image_properties`), its
+        visibility unless ``private``, and ``protected``/``os_hidden`` when on."""
         props = dict(i.properties or {})
         tags = strings_to_tags(i.tags or [])
         tags.update({k: str(v) for k, v in props.items() if k.startswith("seawall:")})
-        attrs = {
+        attrs: dict[str, Any] = {
             "size": int(i.size or 0),
             "disk_format": i.disk_format or "raw",
             "container_format": i.container_format or "bare",
@@ -215,6 +319,11 @@ class Discovery:
             "min_ram": int(i.min_ram or 0),
             "status": i.status,
         }
+        # private is what a restore makes of an image whose checkpoint has no visibility
+        _put(attrs, "visibility", str(i.visibility or "shared"), "private")
+        _put(attrs, "properties", image_properties(i), {})
+        _put(attrs, "protected", bool(i.is_protected), False)
+        _put(attrs, "os_hidden", bool(i.is_hidden), False)
         return Resource(K.IMAGE, i.id, i.name or "", attrs, {}, tags)
 
     def _volume_type(self, t: Any) -> Resource:
@@ -234,15 +343,28 @@ class Discovery:
         return Resource(K.SERVER_GROUP, g.id, name, attrs, {}, tags)
 
     def _volume(self, v: Any, types: Mapping[str, str]) -> Resource:
+        """A volume: its metadata split into the tags (seawall's ``seawall:*`` keys and the
+        keys ``seawall:tags`` names: Cinder has no tags) and the user's (``metadata``), and
+        a boot volume's image metadata (``image_metadata``, what Nova reads as the image
+        properties of a server booted from it) without ``image_id``, the ``image`` ref."""
         meta = dict(v.metadata or {})
         size = int(meta.pop(SIZE_META, 0)) or int(v.size) * GiB
-        tags = {k: str(x) for k, x in meta.items()}
-        attrs = {
+        tag_keys = set(str(meta.pop(TAGS_META, "")).split(","))
+        tags = {k: str(x) for k, x in meta.items() if k.startswith("seawall:") or k in tag_keys}
+        attrs: dict[str, Any] = {
             "size": size,
             "bootable": _bool(v.is_bootable),
             "availability_zone": v.availability_zone or "nova",
             "status": v.status,
         }
+        user = {str(k): str(x) for k, x in meta.items() if k not in tags}
+        _put(attrs, "metadata", dict(sorted(user.items())), {})
+        _put(attrs, "description", v.description or "", "")
+        image_meta = {
+            str(k): str(x) for k, x in (v.volume_image_metadata or {}).items() if k != "image_id"
+        }
+        _put(attrs, "image_metadata", dict(sorted(image_meta.items())), {})
+        _put(attrs, "multiattach", bool(v.is_multiattach), False)
         refs: dict[str, tuple[ResourceRef, ...]] = {}
         if v.volume_type and v.volume_type in types:
             refs["volume_type"] = self._ref(K.VOLUME_TYPE, types[v.volume_type])
@@ -264,6 +386,12 @@ class Discovery:
             "metadata": meta,
             "guest_agent": guest_agent,
         }
+        # user_data comes back (base64, as it was given) at microversion 2.3 and later to
+        # whoever may read the extended attributes (by default the project's admin);
+        # description at 2.19 and later: openstacksdk negotiates up to 2.100
+        _put(attrs, "user_data", s.user_data or "", "")
+        _put(attrs, "description", s.description or "", "")
+        _put(attrs, "config_drive", _bool(s.config_drive), False)
         refs: dict[str, tuple[ResourceRef, ...]] = {}
         # since microversion 2.47 a server embeds its flavor by name, not id
         embedded = s.flavor or {}
@@ -309,8 +437,10 @@ class Discovery:
         if kind is K.KEYPAIR:
             return [self._keypair(k) for k in c.compute.keypairs()]
         if kind is K.IMAGE:
+            # Glance leaves hidden images (``os_hidden``) out of a listing unless asked
             pid = self.connection.project_id
-            return [self._image(i) for i in c.image.images() if i.owner_id == pid]
+            images = {i.id: i for i in [*c.image.images(), *c.image.images(is_hidden=True)]}
+            return [self._image(i) for i in images.values() if i.owner_id == pid]
         if kind is K.VOLUME_TYPE:
             return [self._volume_type(t) for t in ctx.volume_types]
         if kind is K.SERVER_GROUP:

@@ -12,7 +12,9 @@ router, port, SG,   ``seawall:workload``, ``seawall:isolated``); the project's
 floating IP         ``default`` security group is the project's and is never tagged
 server              metadata ``seawall:*`` (key, run, workload, guest agent); the user's
                     tags as Nova tags (in metadata when a Nova tag cannot hold one)
-volume              metadata ``seawall:*`` (``seawall:size`` holds the byte size)
+volume              metadata ``seawall:*`` (``seawall:size`` holds the byte size;
+                    ``seawall:tags`` names the keys that are tags; the rest of the
+                    user's keys are its metadata)
 image               properties ``seawall:*`` (``seawall:md5``); Glance tags for the rest
 keypair             **none**: the captured name and exactly the captured public key
 flavor              **none**: the captured name, attributes and the user's extra specs
@@ -71,6 +73,7 @@ TAG_SPEC = "seawall:tag:"
 PACK = " sw "
 #: read only: in a keypair's public key, before tags packed into its comment
 KEY_COMMENT = " seawall-tags:"
+TAGS_META = "seawall:tags"  #: a volume's metadata keys that are tags, comma-separated
 #: kind -> openstacksdk's Neutron resource name (``network.<name>s()``, ``get_<name>``)
 NEUTRON_KINDS = {
     K.NETWORK: "network",

@@ -27,6 +27,7 @@ from seawall.clouds.openstack.discovery import RULE_KEYS, Discovery, GiB, rule_o
 from seawall.clouds.openstack.naming import (
     NEUTRON_KINDS,
     SIZE_META,
+    TAGS_META,
     UNMARKED_KINDS,
     key_material,
     tags_to_strings,
@@ -63,6 +64,35 @@ _DELETES: dict[ResourceKind, tuple[str, str]] = {
     K.SERVER_GROUP: ("compute", "delete_server_group"),
     K.SERVER: ("compute", "delete_server"),
 }
+
+
+#: attr -> the Neutron field it is created with, per kind: the attrs discovery keeps only
+#: when they differ from the cloud's default (so a missing one is left to the cloud)
+NETWORK_FIELDS = {
+    "description": "description",
+    "port_security_enabled": "is_port_security_enabled",
+    "shared": "is_shared",
+    "admin_state_up": "is_admin_state_up",
+    "dns_domain": "dns_domain",
+}
+SUBNET_FIELDS = {
+    "description": "description",
+    "ipv6_ra_mode": "ipv6_ra_mode",
+    "ipv6_address_mode": "ipv6_address_mode",
+}
+ROUTER_FIELDS = {"description": "description", "admin_state_up": "is_admin_state_up"}
+PORT_FIELDS = {
+    "description": "description",
+    "port_security_enabled": "is_port_security_enabled",
+    "vnic_type": "binding_vnic_type",
+    "admin_state_up": "is_admin_state_up",
+    "dns_name": "dns_name",
+}
+
+
+def _optional(a: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, Any]:
+    """The request fields for the optional attrs ``a`` has (see the ``*_FIELDS`` tables)."""
+    return {field: a[attr] for attr, field in fields.items() if attr in a}
 
 
 def _in(ip: str, cidr: str) -> bool:
@@ -222,6 +252,7 @@ class Restore:
             body["mtu"] = int(a["mtu"])
         if a.get("external"):
             body["is_router_external"] = True
+        body.update(_optional(a, NETWORK_FIELDS))
         with self.connection.api(f"creating network {name}"):
             return str(self.conn.network.create_network(**body).id)
 
@@ -242,6 +273,7 @@ class Restore:
         for key in ("dns_nameservers", "allocation_pools", "host_routes"):
             if a.get(key):
                 body[key] = a[key]
+        body.update(_optional(a, SUBNET_FIELDS))
         with self.connection.api(f"creating subnet {name}"):
             return str(self.conn.network.create_subnet(**body).id)
 
@@ -252,7 +284,10 @@ class Restore:
         return nets[0] if nets else None
 
     def _create_router(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
-        body: dict[str, Any] = {"name": name}
+        """A router, its interfaces, then its extra routes (Neutron takes a route only
+        once its next hop is on a subnet the router has an interface on). The gateway is
+        on the target's external network of the captured name, else its first one."""
+        body: dict[str, Any] = {"name": name, **_optional(a, ROUTER_FIELDS)}
         with self.connection.api(f"creating router {name}"):
             if a.get("external_gateway"):
                 ext = self._external_network(a.get("external_network"))
@@ -263,9 +298,18 @@ class Restore:
                         field="router.attrs.external_gateway",
                     )
                 body["external_gateway_info"] = {"network_id": ext.id}
+                if a.get("enable_snat") is False:
+                    body["external_gateway_info"]["enable_snat"] = False
             router = self.conn.network.create_router(**body)
-            for subnet in refs.get("subnets", ()):
-                self.conn.network.add_interface_to_router(router, subnet_id=subnet)
+            try:
+                for subnet in refs.get("subnets", ()):
+                    self.conn.network.add_interface_to_router(router, subnet_id=subnet)
+                if a.get("routes"):
+                    routes = [dict(r) for r in a["routes"]]
+                    self.conn.network.update_router(router, routes=routes)
+            except Exception:
+                self._delete_router(str(router.id))  # not tagged yet: nothing would find it
+                raise
             return str(router.id)
 
     def _create_security_group(
@@ -424,6 +468,9 @@ class Restore:
                 body["allowed_address_pairs"] = a["allowed_address_pairs"]
             if "security_groups" in refs:
                 body["security_group_ids"] = list(refs["security_groups"])
+            body.update(_optional(a, PORT_FIELDS))
+            if a.get("extra_dhcp_opts"):
+                body["extra_dhcp_opts"] = [dict(o) for o in a["extra_dhcp_opts"]]
             return str(self.conn.network.create_port(**body).id)
 
     def _create_floating_ip(
@@ -581,23 +628,48 @@ class Restore:
             return str(self.conn.compute.create_keypair(**body).name)
 
     def _create_image(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
-        props = {k: v for k, v in tags.items() if k.startswith("seawall:")}
-        user = [f"{k}={v}" for k, v in sorted(tags.items()) if not k.startswith("seawall:")]
+        """An image record (its data is uploaded by RestoreImage) with every captured
+        property, its visibility (``private`` for a checkpoint that did not keep one),
+        ``protected`` and ``os_hidden``.
+
+        Created through the ``Image`` resource rather than ``image.create_image``: that
+        helper adds properties of its own (``owner_specified.openstack.*``) and would
+        overwrite the captured ones of that name. A ``public`` image needs Glance's
+        ``publicize_image`` right (an admin's by default); without it the step fails with
+        what to do, rather than quietly narrowing who may use the image.
+        """
+        from openstack.image.v2.image import Image
+
+        body: dict[str, Any] = {str(k): str(v) for k, v in (a.get("properties") or {}).items()}
+        body.update({k: v for k, v in tags.items() if k.startswith("seawall:")})
         if a.get("checksum"):
-            props["seawall:md5"] = str(a["checksum"])
-        with self.connection.api(f"creating image {name}"):
-            image = self.conn.image.create_image(
-                name=name,
-                disk_format=str(a.get("disk_format", "raw")),
-                container_format=str(a.get("container_format", "bare")),
-                visibility="private",
-                min_disk=int(a.get("min_disk", 0)),
-                min_ram=int(a.get("min_ram", 0)),
-                tags=user,
-                allow_duplicates=True,
-                **props,
-            )
-            return str(image.id)
+            body["seawall:md5"] = str(a["checksum"])
+        visibility = str(a.get("visibility") or "private")
+        body.update(
+            name=name,
+            disk_format=str(a.get("disk_format", "raw")),
+            container_format=str(a.get("container_format", "bare")),
+            visibility=visibility,
+            min_disk=int(a.get("min_disk", 0)),
+            min_ram=int(a.get("min_ram", 0)),
+            tags=tags_to_strings({k: v for k, v in tags.items() if not k.startswith("seawall:")}),
+        )
+        if a.get("protected"):
+            body["protected"] = True
+        if a.get("os_hidden"):
+            body["os_hidden"] = True
+        try:
+            with self.connection.api(f"creating image {name}"):
+                return str(Image.new(**body).create(self.conn.image).id)
+        except PermanentError as exc:
+            if visibility != "public" or "forbidden" not in str(exc):
+                raise
+            raise PermanentError(
+                f"image {name} is public at the source, and making an image public on site "
+                f"{self.site.name!r} needs Glance's publicize_image right (an admin's by "
+                "default): recover with credentials that hold it, or map the image to one "
+                f"of that site's images (mappings.image) ({exc})"
+            ) from None
 
     def _reuse_volume_type(self, name: str, a: dict[str, Any]) -> Resource | None:
         """The target's same-named volume type, always: types are the operator's, per
@@ -675,10 +747,25 @@ class Restore:
                 ) from None
 
     def _create_volume(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
+        """A blank volume (its bytes are written by RestoreVolume) with the user's
+        metadata beside seawall's tags, its description, the bootable flag and a boot
+        volume's image metadata (Cinder's ``os-set_image_metadata``; ``image_id`` is not
+        set: it would name an image of the source site). ``multiattach`` comes with the
+        volume type, as Cinder wants it.
+
+        The user's tags (a checkpoint taken before the user's metadata was captured apart
+        holds it as tags) become plain metadata keys, and ``seawall:tags`` names them, so
+        they are read back as the tags they were."""
         size = check_volume_size(a.get("size"))
-        meta = {k: str(v)[:255] for k, v in tags.items()}
+        meta = {str(k): str(v)[:255] for k, v in (a.get("metadata") or {}).items()}
+        meta.update({k: str(v)[:255] for k, v in tags.items()})
+        user_tags = ",".join(sorted(k for k in tags if not k.startswith("seawall:")))
+        if user_tags and len(user_tags) <= 255:
+            meta[TAGS_META] = user_tags
         meta[SIZE_META] = str(size)
         body: dict[str, Any] = {"name": name, "size": math.ceil(size / GiB), "metadata": meta}
+        if a.get("description"):
+            body["description"] = str(a["description"])
         if refs.get("volume_type"):
             body["volume_type"] = refs["volume_type"][0]
         if refs.get("image"):
@@ -689,9 +776,17 @@ class Restore:
             volume = self.conn.block_storage.create_volume(**body)
         ref = ResourceRef(K.VOLUME, volume.id)
         self.discovery.wait_for_status(ref, "available", self.timeout)
-        if a.get("bootable") and not refs.get("image"):
-            with self.connection.api(f"marking volume {name} bootable"):
-                self.conn.block_storage.set_volume_bootable_status(volume, True)
+        try:
+            if a.get("bootable") and not refs.get("image"):
+                with self.connection.api(f"marking volume {name} bootable"):
+                    self.conn.block_storage.set_volume_bootable_status(volume, True)
+            image_meta = {str(k): str(v) for k, v in (a.get("image_metadata") or {}).items()}
+            if image_meta:
+                with self.connection.api(f"setting the image metadata of volume {name}"):
+                    self.conn.block_storage.set_volume_image_metadata(volume, **image_meta)
+        except SeawallError:
+            self.delete(ref)  # its key is on it, but a resumed run would take it as done
+            raise
         return str(volume.id)
 
     def _boot_image(self) -> str:
@@ -715,7 +810,7 @@ class Restore:
         meta = {str(k): str(v) for k, v in (a.get("metadata") or {}).items()}
         user_tags = []
         for k, v in tags.items():
-            text = f"{k}={v}"
+            (text,) = tags_to_strings({k: v})
             if k.startswith("seawall:") or len(text) > 60 or "/" in text or "," in text:
                 meta[k] = str(v)[:255]
             else:
@@ -735,6 +830,12 @@ class Restore:
         hostname = str(a.get("hostname") or "")
         if hostname:
             body["hostname"] = hostname
+        if a.get("user_data"):
+            body["user_data"] = str(a["user_data"])  # base64, as Nova returned it
+        if a.get("description"):
+            body["description"] = str(a["description"])
+        if a.get("config_drive"):
+            body["config_drive"] = True
         if a.get("availability_zone") and a["availability_zone"] != "nova":
             body["availability_zone"] = a["availability_zone"]
         if refs.get("keypair"):
@@ -798,6 +899,8 @@ class Restore:
                     k, getattr(c.network.find_security_group(i), "name", "")
                 ):
                     return True  # the project's own, reused by a recovery (never deleted)
+                if k is K.IMAGE:
+                    self._unprotect_image(i)
                 if k in _DELETES:
                     proxy, method = _DELETES[k]
                     getattr(getattr(c, proxy), method)(i, ignore_missing=True)
@@ -814,10 +917,20 @@ class Restore:
             self.discovery.wait_for_status(ref, "DELETED", self.timeout)
         return True
 
+    def _unprotect_image(self, image_id: str) -> None:
+        """Glance refuses to delete a protected image: a recovered copy of one is made
+        deletable first, so a revert or a drill clean-up can remove it."""
+        image = self.conn.image.find_image(image_id, ignore_missing=True)
+        if image is not None and image.is_protected:
+            self.conn.image.update_image(image, protected=False)
+
     def _delete_router(self, router_id: str) -> None:
-        """Its interfaces first: Neutron refuses to delete a router that has any."""
+        """Its extra routes, then its interfaces: Neutron refuses to remove an interface a
+        route needs, and to delete a router that has any."""
         c = self.conn
         router = c.network.get_router(router_id)
+        if router.routes:
+            router = c.network.update_router(router, routes=[])
         for port in c.network.ports(device_id=router_id):
             if port.device_owner == "network:router_interface":
                 for ip in port.fixed_ips:
