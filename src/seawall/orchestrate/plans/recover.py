@@ -35,11 +35,13 @@ from seawall.orchestrate.steps import (
     CheckRecoveryArgs,
     CleanupDrillArgs,
     CreateResourceArgs,
+    Expectation,
     FenceServerArgs,
     MapResourceArgs,
     RestoreImageArgs,
     RestoreVolumeArgs,
     RunScriptArgs,
+    VerifyFidelityArgs,
     VerifyVolumeArgs,
     WaitServerArgs,
     id_symbol,
@@ -106,8 +108,13 @@ def plan_recover(
     tags = {"seawall:run": run_id, "seawall:workload": checkpoint.workload}
 
     label = labels(graph)
+    #: what the fidelity check compares: every copy created (as asked) and every symbol
+    #: of a created or mapped copy (the run's source -> target ids)
+    expectations: list[Expectation] = []
+    copies: list[str] = []
 
     def create(r: Resource) -> StepSpec:
+        copies.append(id_symbol(r.ref))
         mapped = _mapped_to(plan, r, mode)
         if mapped:
             return step(
@@ -115,23 +122,27 @@ def plan_recover(
                 MapResourceArgs(target, r.kind.value, mapped),
                 provides=id_symbol(r.ref),
             )
-        refs = {
-            role: tuple(id_symbol(x) for x in targets if graph.find(x) is not None)
+        kept = {
+            role: tuple(x for x in targets if graph.find(x) is not None)
             for role, targets in r.refs.items()
             if (r.kind, role) not in _BLANK_ROLES
         }
+        refs = {role: tuple(id_symbol(x) for x in xs) for role, xs in kept.items()}
+        args = CreateResourceArgs(
+            site=target,
+            kind=r.kind.value,
+            name=prefix + r.name if r.kind is not K.PROJECT else r.name,
+            key=resource_key(run_id, r.ref),
+            attrs=_spec_attrs(r, plan, mode),
+            refs=refs,
+            tags=tags if drill else {**_user_tags(r), **tags},
+            source_id=r.id,
+        )
+        asked = Resource(r.kind, r.id, args.name, args.attrs, kept, args.tags)
+        expectations.append(Expectation(label[r.ref], asked))
         return step(
             f"create-{r.kind.value}:{label[r.ref]}",
-            CreateResourceArgs(
-                site=target,
-                kind=r.kind.value,
-                name=prefix + r.name if r.kind is not K.PROJECT else r.name,
-                key=resource_key(run_id, r.ref),
-                attrs=_spec_attrs(r, plan, mode),
-                refs=refs,
-                tags=tags if drill else {**_user_tags(r), **tags},
-                source_id=r.id,
-            ),
+            args,
             requires=tuple(sorted({sym for syms in refs.values() for sym in syms})),
             provides=id_symbol(r.ref),
         )
@@ -264,6 +275,7 @@ def plan_recover(
             + [step for where, step in scripts if not where or where not in user_groups],
         )
     )
+    stages.append(fidelity_stage(target, expectations, copies))
     if drill:
         stages.append(
             _stage(
@@ -287,6 +299,25 @@ def plan_recover(
     }[mode]
     title = f"{verb} {checkpoint.workload} to {target} from checkpoint {checkpoint.id}"
     return FlowPlan(run_id, kind, title, (*prelude, *_stages(*stages), *epilogue))
+
+
+def fidelity_stage(
+    site: str, expectations: Sequence[Expectation], copies: Sequence[str]
+) -> Stage | None:
+    """Compare every created copy with what the recovery asked for, once everything is up
+    (after the floating IPs and the volume verifications, before a drill's clean-up)."""
+    if not expectations:
+        return None
+    return _stage(
+        "fidelity",
+        [
+            step(
+                f"verify-fidelity:{site}",
+                VerifyFidelityArgs(site, tuple(expectations)),
+                requires=tuple(sorted(set(copies))),
+            )
+        ],
+    )
 
 
 def fence_stage(site: str, servers: Sequence[Resource]) -> Stage | None:
