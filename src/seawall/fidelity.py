@@ -92,6 +92,23 @@ class Drift:
     def empty(self) -> bool:
         return not self.added and not self.removed and not self.changed
 
+    def report(self) -> dict[str, Any]:
+        """As JSON, each change with its ``before`` and ``after`` (the older and newer
+        values): the one shape the CLI, the API and the dashboard show."""
+        return {
+            "added": list(self.added),
+            "removed": list(self.removed),
+            "changed": [
+                {
+                    "resource": d.resource,
+                    "attribute": d.attribute,
+                    "before": d.expected,
+                    "after": d.actual,
+                }
+                for d in self.changed
+            ],
+        }
+
 
 def describe(r: Resource, label: str = "") -> str:
     """How a difference names a resource: ``<kind> <label>`` (its name by default, its id
