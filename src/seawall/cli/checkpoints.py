@@ -93,8 +93,11 @@ def checkpoint_show(ctx: Ctx, checkpoint_id: str) -> None:
 @click.argument("newer")
 @pass_ctx
 def checkpoint_diff(ctx: Ctx, older: str, newer: str) -> None:
-    """Show what changed from checkpoint OLDER to NEWER (of one workload): resources
-    added and removed, and every attribute that changed, with its before and after."""
+    """Show the drift from checkpoint OLDER to NEWER.
+
+    Both must be checkpoints of one workload. Prints the resources added (+) and
+    removed (-), and every attribute that changed (~) with its value before and after;
+    runtime state (a server's status) is not drift."""
     if ctx.remote:
         from seawall.cli.remote import q
 
@@ -120,7 +123,7 @@ def show_drift(ctx: Ctx, report: dict[str, Any], title: str) -> None:
             line = (
                 f"~ {c['resource']}.{c['attribute']}: {_value(c['before'])} -> {_value(c['after'])}"
             )
-            out.print(f"  [yellow]{escape(line)}[/]", highlight=False)
+            out.print(f"  [yellow]{escape(line)}[/]", highlight=False, soft_wrap=True)
 
     emit(ctx.as_json, report, human)
 

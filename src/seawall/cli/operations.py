@@ -143,7 +143,11 @@ def report_run(ctx: Ctx, run: Run, steps: list[Step]) -> None:
                 f"{len(differences)} unexplained difference(s)"
             )
             for d in differences:
-                out.print(f"    [yellow]{escape(str(load(Difference, d)))}[/]", highlight=False)
+                out.print(
+                    f"    [yellow]{escape(str(load(Difference, d)))}[/]",
+                    highlight=False,
+                    soft_wrap=True,
+                )
         if run.error:
             out.print(f"  [red]{run.error}[/]")
 
