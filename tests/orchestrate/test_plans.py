@@ -529,13 +529,19 @@ def test_the_fidelity_check_expects_exactly_what_each_create_step_asks_for(
     (check,) = fidelity.steps
     assert check.task == "VerifyFidelity" and check.args.site == "b"
     creates = [s for s in flow.steps() if s.task == "CreateResource"]
+    # a project is never created (the target's scoped project), so there is none to check
+    creates = [s for s in creates if s.args.kind != "project"]
     expected = {e.resource.ref: e for e in check.args.expected}
     assert len(expected) == len(creates) == len(check.args.expected)
     for s in creates:
         e = expected[ResourceRef(ResourceKind(s.args.kind), s.args.source_id)]
         assert s.name == f"create-{s.args.kind}:{e.label}"
         assert e.resource.name == s.args.name and e.resource.tags == s.args.tags
-        assert e.resource.attrs == s.args.attrs
+        if s.args.kind == "floating_ip":  # the target allocates it unless it is preserved
+            assert "address" in s.args.attrs and "address" not in e.resource.attrs
+            assert e.resource.attrs == {k: v for k, v in s.args.attrs.items() if k != "address"}
+        else:
+            assert e.resource.attrs == s.args.attrs
         assert {role: tuple(map(id_symbol, refs)) for role, refs in e.resource.refs.items()} == (
             s.args.refs
         )
@@ -549,6 +555,23 @@ def test_the_fidelity_check_expects_exactly_what_each_create_step_asks_for(
         network = next(e for e in check.args.expected if e.resource.kind is K.NETWORK)
         assert network.resource.name.startswith("drill-")
         assert network.resource.attrs["isolated"] is True
+
+
+def test_the_fidelity_check_skips_the_project_and_keeps_a_preserved_address() -> None:
+    """A project is never created (the copy lives in the target's scoped project); a
+    floating IP's address is expected only when the capture asks to preserve it."""
+    graph = fixed_graph()
+    fip = next(r for r in graph.resources if r.kind is K.FLOATING_IP)
+    kept = Resource(
+        K.FLOATING_IP, fip.id, fip.name, {**fip.attrs, "preserve_address": True}, fip.refs
+    )
+    project = R(K.PROJECT, "shop-project", {"description": "the shop"})
+    others = tuple(r for r in graph.resources if r.ref != fip.ref)
+    flow = recover(RecoverMode.FAILOVER, cp=checkpoint(ResourceGraph((project, *others, kept))))
+    (check,) = next(st for st in flow.stages if st.name == "fidelity").steps
+    by_ref = {e.resource.ref: e.resource for e in check.args.expected}
+    assert project.ref not in by_ref
+    assert by_ref[fip.ref].attrs["address"] == "203.0.113.5"
 
 
 def test_dhcp_ip_policy_drops_fixed_addresses() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from seawall.model import (
@@ -81,6 +81,18 @@ def _spec_attrs(r: Resource, plan: RecoveryPlan, mode: RecoverMode) -> dict[str,
     return attrs
 
 
+def _held(kind: ResourceKind, attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """What a copy must hold of its spec's ``attrs`` (the fidelity check's expectation).
+
+    All of them, but a floating IP's address only when the capture asks to preserve it:
+    otherwise the spec's address is a wish, and the target's external network (another
+    cloud's) allocates one, as DHCP does for ports under the ``dhcp`` IP policy."""
+    held = dict(attrs)
+    if kind is K.FLOATING_IP and not held.get("preserve_address"):
+        held.pop("address", None)
+    return held
+
+
 def plan_recover(
     *,
     run_id: str,
@@ -138,8 +150,9 @@ def plan_recover(
             tags=tags if drill else {**_user_tags(r), **tags},
             source_id=r.id,
         )
-        asked = Resource(r.kind, r.id, args.name, args.attrs, kept, args.tags)
-        expectations.append(Expectation(label[r.ref], asked))
+        if r.kind is not K.PROJECT:  # never created: the target's own scoped project
+            asked = Resource(r.kind, r.id, args.name, _held(r.kind, args.attrs), kept, args.tags)
+            expectations.append(Expectation(label[r.ref], asked))
         return step(
             f"create-{r.kind.value}:{label[r.ref]}",
             args,
