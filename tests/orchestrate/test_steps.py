@@ -59,3 +59,17 @@ def test_an_unknown_step_kind_or_a_missing_argument_is_named() -> None:
         args_from_dict("Teleport", {})
     with pytest.raises(InvalidInput, match="status"):
         args_from_dict("WaitServer", {"site": "b"})
+
+
+def test_an_id_symbol_names_its_source_resource_back() -> None:
+    """The fidelity check reads the run's source -> target ids off the symbols it requires."""
+    from seawall.model import ResourceKind, ResourceRef
+    from seawall.orchestrate.steps import id_symbol, symbol_ref
+
+    for ref in (
+        ResourceRef(ResourceKind.PORT, "p-1"),
+        ResourceRef(ResourceKind.KEYPAIR, "my/key"),  # a keypair's id is its name
+    ):
+        assert symbol_ref(id_symbol(ref)) == ref
+    for other in ("restored:vol-1", "final-checkpoint", "id:teapot/x", "id:port/"):
+        assert symbol_ref(other) is None
