@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from seawall.model import (
@@ -45,6 +45,7 @@ from seawall.orchestrate.steps import (
     VerifyVolumeArgs,
     WaitServerArgs,
     id_symbol,
+    symbol_ref,
 )
 
 K = ResourceKind
@@ -81,18 +82,6 @@ def _spec_attrs(r: Resource, plan: RecoveryPlan, mode: RecoverMode) -> dict[str,
     return attrs
 
 
-def _held(kind: ResourceKind, attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """What a copy must hold of its spec's ``attrs`` (the fidelity check's expectation).
-
-    All of them, but a floating IP's address only when the capture asks to preserve it:
-    otherwise the spec's address is a wish, and the target's external network (another
-    cloud's) allocates one, as DHCP does for ports under the ``dhcp`` IP policy."""
-    held = dict(attrs)
-    if kind is K.FLOATING_IP and not held.get("preserve_address"):
-        held.pop("address", None)
-    return held
-
-
 def plan_recover(
     *,
     run_id: str,
@@ -120,13 +109,8 @@ def plan_recover(
     tags = {"seawall:run": run_id, "seawall:workload": checkpoint.workload}
 
     label = labels(graph)
-    #: what the fidelity check compares: every copy created (as asked) and every symbol
-    #: of a created or mapped copy (the run's source -> target ids)
-    expectations: list[Expectation] = []
-    copies: list[str] = []
 
     def create(r: Resource) -> StepSpec:
-        copies.append(id_symbol(r.ref))
         mapped = _mapped_to(plan, r, mode)
         if mapped:
             return step(
@@ -134,28 +118,23 @@ def plan_recover(
                 MapResourceArgs(target, r.kind.value, mapped),
                 provides=id_symbol(r.ref),
             )
-        kept = {
-            role: tuple(x for x in targets if graph.find(x) is not None)
+        refs = {
+            role: tuple(id_symbol(x) for x in targets if graph.find(x) is not None)
             for role, targets in r.refs.items()
             if (r.kind, role) not in _BLANK_ROLES
         }
-        refs = {role: tuple(id_symbol(x) for x in xs) for role, xs in kept.items()}
-        args = CreateResourceArgs(
-            site=target,
-            kind=r.kind.value,
-            name=prefix + r.name if r.kind is not K.PROJECT else r.name,
-            key=resource_key(run_id, r.ref),
-            attrs=_spec_attrs(r, plan, mode),
-            refs=refs,
-            tags=tags if drill else {**_user_tags(r), **tags},
-            source_id=r.id,
-        )
-        if r.kind is not K.PROJECT:  # never created: the target's own scoped project
-            asked = Resource(r.kind, r.id, args.name, _held(r.kind, args.attrs), kept, args.tags)
-            expectations.append(Expectation(label[r.ref], asked))
         return step(
             f"create-{r.kind.value}:{label[r.ref]}",
-            args,
+            CreateResourceArgs(
+                site=target,
+                kind=r.kind.value,
+                name=prefix + r.name if r.kind is not K.PROJECT else r.name,
+                key=resource_key(run_id, r.ref),
+                attrs=_spec_attrs(r, plan, mode),
+                refs=refs,
+                tags=tags if drill else {**_user_tags(r), **tags},
+                source_id=r.id,
+            ),
             requires=tuple(sorted({sym for syms in refs.values() for sym in syms})),
             provides=id_symbol(r.ref),
         )
@@ -288,7 +267,7 @@ def plan_recover(
             + [step for where, step in scripts if not where or where not in user_groups],
         )
     )
-    stages.append(fidelity_stage(target, expectations, copies))
+    stages.append(fidelity_stage(target, stages))
     if drill:
         stages.append(
             _stage(
@@ -314,23 +293,50 @@ def plan_recover(
     return FlowPlan(run_id, kind, title, (*prelude, *_stages(*stages), *epilogue))
 
 
-def fidelity_stage(
-    site: str, expectations: Sequence[Expectation], copies: Sequence[str]
-) -> Stage | None:
-    """Compare every created copy with what the recovery asked for, once everything is up
-    (after the floating IPs and the volume verifications, before a drill's clean-up)."""
-    if not expectations:
+def fidelity_stage(site: str, stages: Sequence[Stage | None]) -> Stage | None:
+    """Compare every copy the ``stages`` create with what their create steps ask for,
+    once everything is up (after the floating IPs and the volume verifications, before
+    a drill's clean-up). The check requires every created or mapped copy's symbol: they
+    are also the run's source -> target ids that refs compare through."""
+    steps = [s for st in stages if st is not None for s in st.steps]
+    expected = tuple(
+        _expectation(s.name, s.args)
+        for s in steps
+        if isinstance(s.args, CreateResourceArgs) and s.args.kind != K.PROJECT.value
+    )
+    copies = {s.provides for s in steps if isinstance(s.args, CreateResourceArgs | MapResourceArgs)}
+    if not expected:
         return None
     return _stage(
         "fidelity",
         [
             step(
                 f"verify-fidelity:{site}",
-                VerifyFidelityArgs(site, tuple(expectations)),
-                requires=tuple(sorted(set(copies))),
+                VerifyFidelityArgs(site, expected),
+                requires=tuple(sorted(copies)),
             )
         ],
     )
+
+
+def _expectation(step_name: str, args: CreateResourceArgs) -> Expectation:
+    """What a create step asks for, as a resource of the source (its id and refs).
+
+    A project is never created (the copy lives in the target's scoped project), so no
+    expectation is made for one. A floating IP's address is expected only when the
+    capture asks to preserve it: otherwise the spec's address is a wish, and the
+    target's external network (another cloud's) allocates one, as DHCP does for ports
+    under the ``dhcp`` IP policy."""
+    kind = ResourceKind(args.kind)
+    attrs: dict[str, Any] = dict(args.attrs)
+    if kind is K.FLOATING_IP and not attrs.get("preserve_address"):
+        attrs.pop("address", None)
+    refs = {
+        role: tuple(ref for sym in symbols if (ref := symbol_ref(sym)) is not None)
+        for role, symbols in args.refs.items()
+    }
+    asked = Resource(kind, args.source_id, args.name, attrs, refs, args.tags)
+    return Expectation(step_name.split(":", 1)[1], asked)
 
 
 def fence_stage(site: str, servers: Sequence[Resource]) -> Stage | None:
