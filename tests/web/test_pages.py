@@ -69,6 +69,10 @@ def test_the_workload_page_shows_the_drift_since_the_last_checkpoint(
     assert "No drift." not in drift
     assert cp.result["checkpoint"]["id"] in page  # since which checkpoint
 
+    shop.destroy("a")  # the page still shows what the database knows, and says why not more
+    page = dashboard.get("/workloads/shop")
+    assert page.status_code == 200 and "Cannot compare with site a now" in page.text
+
 
 def test_a_run_page_lists_each_unexplained_difference(shop: Any, dashboard: TestClient) -> None:
     difference = {

@@ -158,13 +158,13 @@ class Dashboard:
             drift=self._drift(w),
         )
 
-    def _drift(self, w: Workload) -> tuple[Checkpoint | None, Drift] | None:
-        """What changed on the workload's site since its last checkpoint; None if the
-        site cannot be read now (the page still shows what the database knows)."""
+    def _drift(self, w: Workload) -> tuple[Checkpoint | None, Drift] | str:
+        """What changed on the workload's site since its last checkpoint, or why that
+        cannot be told now (the page still shows what the database knows)."""
         try:
             return self.svc.drift_since_checkpoint(w.name)
-        except SeawallError:
-            return None
+        except SeawallError as exc:
+            return str(exc)
 
     def _resolved(self, w: Workload) -> ResourceGraph | None:
         """The live graph of a workload without checkpoints; None if its site is away."""
