@@ -169,6 +169,10 @@ def test_failover_verifies_every_byte_boots_in_order_then_reprotect_and_failback
     run = ok(shop, shop.svc.failover("shop", target="b"))
     assert run.result["verified"] is True and run.result["checkpoint_id"] == cp
     assert isinstance(run.result["rto_seconds"], float) and run.result["rto_seconds"] > 0
+    # every recovered resource is what the recovery asked for, attribute by attribute
+    created = [r for r in shop.svc.db.list_created(run.id) if not r.removed]
+    assert run.result["fidelity"] == {"checked": len(created), "ok": True, "differences": []}
+    assert run.result["volumes_verified"] == 2
     verifies = {k: v for k, v in run.result.items() if k.startswith("verify:")}
     assert len(verifies) == 2 and all(v["verified"] for v in verifies.values())
     # independently of VerifyVolume: the recovered volumes hold the checkpoint's bytes
@@ -205,6 +209,7 @@ def test_failover_verifies_every_byte_boots_in_order_then_reprotect_and_failback
     # failback: a planned migration back to a, with zero data loss
     fb = ok(shop, shop.svc.failback("shop"))
     assert fb.kind is RunKind.FAILBACK and fb.result["verified"] is True
+    assert fb.result["fidelity"]["ok"] is True and fb.result["fidelity"]["differences"] == []
     assert fb.result["target"] == "a" and fb.result["data_loss_window_seconds"] == 0
     assert shop.http("a", "db", "/volumes")["volumes"] == expected
     w = shop.svc.get_workload("shop")
@@ -301,6 +306,8 @@ def test_drill_is_isolated_verified_and_leaves_nothing(
 
     run = ok(shop, shop.svc.drill("shop", target="a", checkpoint_id=baseline))
     assert run.result["verified"] is True and run.result["residue"] == 0
+    assert run.result["fidelity"]["ok"] is True, run.result["fidelity"]
+    assert run.result["fidelity"]["checked"] > 0  # the bubble was compared before clean-up
     assert isinstance(run.result["rto_seconds"], float)
     assert run.result["cleanup"]["left"] == []
 
@@ -454,3 +461,95 @@ def test_a_reverted_migration_leaves_no_checkpoint_at_the_target(
     before = failed_migration["before"]["checkpoints"]
     after = {s: [c.id for c in shop_module.svc.catalogue(s, "shop")] for s in "ab"}
     assert after == before
+
+
+# --------------------------------------------------------------------------------------
+# fidelity: every recovered resource is compared with what the recovery asked for
+# --------------------------------------------------------------------------------------
+
+#: run as a plan's final script (after every copy is created, before the fidelity check):
+#: someone edits the recovered copies on the target site, as another actor on the cloud
+#: could, by writing the sim site's own store: a rule that opens ssh to the world is added
+#: to group ``sg`` and server ``web`` gets a metadata key
+_TAMPER = """
+import json, sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+for kind, name, change in (
+    ("security_group", "sg", lambda a: a["rules"].append(
+        {"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+         "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": "0.0.0.0/0"})),
+    ("server", "web", lambda a: a["metadata"].update(role="tampered")),
+):
+    (attrs,) = con.execute(
+        "SELECT attrs FROM resources WHERE kind = ? AND name = ?", (kind, name)).fetchone()
+    attrs = json.loads(attrs)
+    change(attrs)
+    con.execute("UPDATE resources SET attrs = ? WHERE kind = ? AND name = ?",
+                (json.dumps(attrs), kind, name))
+con.commit()
+"""
+
+
+def test_a_recovered_resource_that_differs_is_named_and_the_run_is_not_verified(
+    shop: Any,
+) -> None:
+    ok(shop, shop.svc.protect("shop"))
+    site_db = str(shop.site_path("b") / "site.db")
+    tamper = {"stage": "final", "command": [sys.executable, "-c", _TAMPER, site_db]}
+    shop.svc.set_plan(shop.plan("b", scripts=[tamper]))
+    shop.destroy("a")
+
+    run = shop.svc.failover("shop", target="b")
+    # the workload is up at b (the roles reverse), but the recovery is not verified
+    assert run.state is RunState.SUCCEEDED, shop.explain(run)
+    assert run.result["verified"] is False
+    assert run.result["volumes_verified"] == 2  # the bytes are right; the rest is not
+    fidelity = run.result["fidelity"]
+    assert fidelity["ok"] is False
+    assert fidelity["checked"] == len(shop.svc.db.list_created(run.id))
+    named = {(d["resource"], d["attribute"]): d for d in fidelity["differences"]}
+    assert set(named) == {
+        ("security_group sg", "rules[ingress IPv4 tcp 22 from 0.0.0.0/0]"),
+        ("server web", "metadata.role"),
+    }
+    rule = named[("security_group sg", "rules[ingress IPv4 tcp 22 from 0.0.0.0/0]")]
+    assert rule["expected"] is None and rule["actual"]["remote_ip_prefix"] == "0.0.0.0/0"
+    role = named[("server web", "metadata.role")]
+    assert role["expected"] is None and role["actual"] == "tampered"
+    (event,) = [e for e in shop.svc.list_events("shop") if e.kind == "fidelity-differences"]
+    assert event.severity == "warning" and event.run_id == run.id
+    assert (
+        "security_group sg.rules[" in event.message and "server web.metadata.role" in event.message
+    )
+    assert shop.svc.get_workload("shop").site == "b"
+
+
+def test_a_failover_of_servers_without_volumes_is_verified(shop: Any) -> None:
+    """Nothing to compare byte for byte is not a failed verification: ``verified`` is
+    true when every verification that applied passed, and the counts say what did."""
+    d = shop.driver("a")
+
+    def mk(kind: Any, name: str, attrs: Any = None, refs: Any = None, tags: Any = None) -> str:
+        spec = ResourceSpec(
+            kind, name, f"t/{kind.value}/{name}", attrs or {}, refs or {}, tags or {}
+        )
+        return str(d.create(spec).id)
+
+    net = mk(K.NETWORK, "solo-net")
+    subnet = mk(K.SUBNET, "solo-subnet", {"cidr": "10.40.0.0/24"}, {"network": (net,)})
+    port = mk(K.PORT, "solo-port", {}, {"network": (net,), "subnet": (subnet,)})
+    flavor = mk(K.FLAVOR, "tiny", {"vcpus": 1, "ram_mb": 256})
+    mk(
+        K.SERVER,
+        "solo",
+        {"metadata": {"role": "cache"}},
+        {"flavor": (flavor,), "ports": (port,)},
+        {"app": "solo"},
+    )
+    shop.svc.create_workload("solo", "a", Selector.parse("tag:app=solo"), "bronze", ["b"])
+    ok(shop, shop.svc.protect("solo"))
+
+    run = ok(shop, shop.svc.failover("solo", target="b"))
+    assert run.result["verified"] is True
+    assert run.result["volumes_verified"] == 0
+    assert run.result["fidelity"]["ok"] is True and run.result["fidelity"]["checked"] == 5

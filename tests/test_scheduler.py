@@ -108,6 +108,33 @@ def test_webhook_retries_until_delivered(hook: Any) -> None:
     assert hook.events() == ["test"] and wh.sent == 1 and wh.failed == 0
 
 
+def test_a_recovery_unlike_what_it_asked_for_is_alerted(
+    seawall_env: dict[str, str], tmp_path: Any, hook: Any
+) -> None:
+    """A widened firewall after a failover must reach the operator, not only the log."""
+    from seawall.service import Service
+
+    hook.fail = 0
+    svc = Service(tmp_path / "home")
+    sched = Scheduler(svc, tick_seconds=1, webhook=Webhook(hook.url, backoff=0.05))
+    try:
+        svc.add_event("run-started", "not an alert", workload="shop")
+        svc.add_event(
+            "fidelity-differences",
+            "failover shop: 1 unexplained difference(s), not verified: ...",
+            severity="warning",
+            workload="shop",
+            run_id="run-1",
+        )
+        sched._alert_new_events()
+        wait_for(lambda: hook.events() == ["fidelity-differences"], 10)
+        assert hook.received[0]["run_id"] == "run-1"
+        assert hook.received[0]["severity"] == "warning"
+    finally:
+        sched.stop()
+        svc.close()
+
+
 # -- a tick on two sim sites --------------------------------------------------------------
 
 

@@ -63,7 +63,11 @@ RUNNING = frozenset({RunState.PENDING, RunState.RUNNING, RunState.CANCELLING, Ru
 FAILED = frozenset(
     {RunState.FAILED, RunState.REVERTED, RunState.CANCELLED, RunState.PARTIALLY_FAILED}
 )
-ALERTED_EVENTS = frozenset({"run-failed", "run-partially-failed", "replication-failed"})
+#: events posted to the webhooks: runs that failed or fell short, and recoveries whose
+#: copies differ from what they asked for (a widened firewall must not go unnoticed)
+ALERTED_EVENTS = frozenset(
+    {"run-failed", "run-partially-failed", "replication-failed", "fidelity-differences"}
+)
 
 
 # --------------------------------------------------------------------------------------

@@ -60,11 +60,28 @@ def test_tenant_isolation(api: Any) -> None:
     assert names("admin", "/v1/runs", "id") == {shop_run, ledger_run}
     # B can neither read, change nor recover A's workload: 404 as if it did not exist
     shop_cp = api.get("alpha", "/v1/workloads/shop/checkpoints").json()["items"][0]["id"]
+    ledger_cp = api.get("beta", "/v1/workloads/ledger/checkpoints").json()["items"][0]["id"]
+    # the owner may diff its checkpoints (one with itself: no drift)
+    r = api.get("alpha", f"/v1/checkpoints/{shop_cp}/diff/{shop_cp}")
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "workload": "shop",
+        "older": shop_cp,
+        "newer": shop_cp,
+        "added": [],
+        "removed": [],
+        "changed": [],
+    }
+    # two checkpoints of different workloads are not comparable, even for the admin
+    r = api.get("admin", f"/v1/checkpoints/{ledger_cp}/diff/{shop_cp}")
+    assert r.status_code == 422 and "same workload" in r.json()["detail"], r.text
     for url in (
         "/v1/workloads/shop",
         "/v1/workloads/shop/checkpoints",
         "/v1/workloads/shop/plans",
         f"/v1/checkpoints/{shop_cp}",
+        f"/v1/checkpoints/{shop_cp}/diff/{shop_cp}",
+        f"/v1/checkpoints/{ledger_cp}/diff/{shop_cp}",  # one of its own is not enough
         f"/v1/runs/{shop_run}",
         "/v1/runs?workload=shop",
         "/v1/events?workload=shop",

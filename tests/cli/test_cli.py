@@ -517,6 +517,35 @@ def test_a_passphrase_file_is_taken_by_every_command_and_refused_when_loose(
     fails(seawall("protect", "wc"), errors.InvalidInput, "selector matches nothing")
 
 
+def test_a_recovery_report_says_what_was_verified_and_names_each_difference(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from seawall.cli.context import Ctx
+    from seawall.cli.operations import report_run
+    from seawall.model import Run, RunKind, RunState
+
+    difference = {
+        "resource": "security_group db",
+        "attribute": "rules[ingress IPv4 tcp 5432 from any]",
+        "expected": None,
+        "actual": {"protocol": "tcp"},
+    }
+    result = {
+        "verified": False,
+        "volumes_verified": 0,
+        "fidelity": {"checked": 7, "ok": False, "differences": [difference]},
+    }
+    run = Run("run-1", RunKind.FAILOVER, "shop", RunState.SUCCEEDED, result=result)
+    report_run(Ctx(None, False), run, [])  # a succeeded run: no exit
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    assert "verified: False" in lines and "volumes_verified: 0" in lines
+    assert "fidelity: 7 resource(s) checked, 1 unexplained difference(s)" in lines
+    assert (
+        "security_group db.rules[ingress IPv4 tcp 5432 from any]: expected (absent), "
+        'got {"protocol": "tcp"}'
+    ) in lines
+
+
 # --------------------------------------------------------------------------------------
 # On a protected workload: preflight, dry runs, --json
 # --------------------------------------------------------------------------------------
@@ -638,6 +667,69 @@ def test_json_outputs_parse(shop: Any) -> None:
     plugins = listed("plugins")
     assert any(p["kind"] == "clouds" and p["name"] == "sim" for p in plugins)
     assert listed("run", "resume") == []
+
+
+def test_checkpoint_diff_shows_the_drift_between_two_checkpoints(shop: Any) -> None:
+    """From the protected checkpoint to a later one (cached as a protect run would) in
+    which server app is gone, server web has a metadata key and is powered off."""
+    from dataclasses import replace
+
+    from seawall.model import ResourceGraph, ResourceKind
+
+    first = shop.svc.get_checkpoint(shop.checkpoint)
+    resources = []
+    for r in first.graph.resources:
+        if r.kind is ResourceKind.SERVER and r.name == "app":
+            continue
+        if r.kind is ResourceKind.SERVER and r.name == "web":
+            r = replace(r, attrs={**r.attrs, "metadata": {"role": "front"}, "status": "SHUTOFF"})
+        resources.append(r)
+    later = replace(
+        first,
+        id="cp-later",
+        created_at=first.created_at + 60,
+        graph=ResourceGraph(tuple(resources)),
+    )
+    other = replace(first, id="cp-ledger", workload="ledger")
+    for cp in (later, other):
+        shop.svc.db.put_checkpoint(cp, sites=["a"])
+    try:
+        assert listed("checkpoint", "diff", first.id, "cp-later") == {
+            "workload": "shop",
+            "older": first.id,
+            "newer": "cp-later",
+            "added": [],
+            "removed": ["server app"],
+            "changed": [
+                {
+                    "resource": "server web",
+                    "attribute": "metadata.role",
+                    "before": None,
+                    "after": "front",
+                }
+            ],
+        }
+        backwards = listed("checkpoint", "diff", "cp-later", first.id)
+        assert backwards["added"] == ["server app"] and backwards["removed"] == []
+        human = seawall("checkpoint", "diff", first.id, "cp-later")
+        assert human.code == 0, human.err
+        lines = [line.strip() for line in human.out.splitlines()]
+        assert lines == [
+            f"checkpoint {first.id} -> cp-later (shop)",
+            "- server app",
+            '~ server web.metadata.role: (absent) -> "front"',
+        ]
+        same = seawall("checkpoint", "diff", first.id, first.id)
+        assert same.code == 0 and "no changes" in same.out
+        fails(
+            seawall("checkpoint", "diff", first.id, "cp-ledger"),
+            errors.InvalidInput,
+            "diff two checkpoints of the same workload",
+        )
+        fails(seawall("checkpoint", "diff", first.id, "cp-nope"), errors.NotFound, "cp-nope")
+    finally:
+        for cp in (later, other):
+            shop.svc.db.remove_checkpoint(cp.id)
 
 
 def test_subprocess_exit_codes_and_json(shop: Any) -> None:

@@ -129,6 +129,7 @@ def world(shop_module: Any) -> Iterator[World]:
 
 
 def test_lists_show_what_the_server_has_as_local_mode_does(world: World) -> None:
+    cp_id = world.checkpoint
     listing = ("--json", "workload", "list")
     policies, cps = (
         ("--json", "policy", "list"),
@@ -146,8 +147,24 @@ def test_lists_show_what_the_server_has_as_local_mode_does(world: World) -> None
         lambda: world.remote("alpha", "--json", "run", "list", "--workload", "shop"),
         lambda: world.remote("alpha", "--json", "workload", "show", "shop"),
         lambda: world.remote("alpha", "workload", "show", "shop"),
+        lambda: world.remote("alpha", "--json", "checkpoint", "diff", cp_id, cp_id),
+        lambda: world.local("--json", "checkpoint", "diff", cp_id, cp_id),
     )
-    remote, local, table, pol, pol_local, cp, cp_local, sites, runs, shown, human = map(ok, answers)
+    (
+        remote,
+        local,
+        table,
+        pol,
+        pol_local,
+        cp,
+        cp_local,
+        sites,
+        runs,
+        shown,
+        human,
+        drift,
+        drift_local,
+    ) = map(ok, answers)
     assert sorted(w["name"] for w in remote) == ["ledger", "shop"]
     for r, loc in zip(remote, local, strict=True):  # the same rows; the RPO ages meanwhile
         rpo, loc_rpo = r.pop("achieved_rpo_seconds"), loc.pop("achieved_rpo_seconds")
@@ -162,6 +179,7 @@ def test_lists_show_what_the_server_has_as_local_mode_does(world: World) -> None
     assert [r["state"] for r in protects] == ["succeeded"]
     assert shown["name"] == "shop" and shown["rpo"]["recovery_site"] == "b"
     assert "policy gold" in human
+    assert drift == drift_local and drift["workload"] == "shop" and drift["changed"] == []
 
 
 def test_a_tenant_sees_only_its_projects_workloads(world: World) -> None:

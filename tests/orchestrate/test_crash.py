@@ -73,6 +73,7 @@ FAILOVER_STEPS = [
     "check-health:db:status",
     "verify-volume:boot",
     "verify-volume:data",
+    "verify-fidelity:b",
 ]
 DRILL_STEPS = [*FAILOVER_STEPS, "cleanup-drill:b"]
 
@@ -233,6 +234,7 @@ def _failover_succeeded(world: World, run: Run) -> None:
     assert len(verified) == len(cp.volumes), sorted(run.result)
     assert all(v["verified"] for v in verified.values()), verified
     assert run.result["verified"] is True
+    assert run.result["fidelity"]["ok"] is True, run.result["fidelity"]
     driver = world.svc.driver(TARGET)
     with world.repository(TARGET) as repo:
         for vol in (r for r in created if r.kind is K.VOLUME):

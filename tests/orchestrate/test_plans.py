@@ -317,14 +317,16 @@ def test_golden_stage_names() -> None:
         "boot:web",
         "healthy:web",
     ]
-    assert stages["failover"] == [*recovery, "floating-ips", "verify"]
-    assert stages["drill"] == [*recovery, "verify", "cleanup"]
+    # the fidelity check comes once everything is up, before a drill's clean-up
+    assert stages["failover"] == [*recovery, "floating-ips", "verify", "fidelity"]
+    assert stages["drill"] == [*recovery, "verify", "fidelity", "cleanup"]
     assert stages["migrate"] == [
         "fence",
         *(f"final-{s}" for s in stages["protect-full"] if s not in ("quiesce", "thaw", "tidy")),
         *recovery,
         "floating-ips",
         "verify",
+        "fidelity",
         "final-tidy",  # irreversible, so only once the recovery has succeeded
     ]
 
@@ -506,8 +508,10 @@ def test_failover_maps_keeps_tags_and_adds_floating_ips_last() -> None:
     assert steps["create-volume:db-boot"].args.attrs["volume_type"] == "fast"
     port = steps["create-port:db-port"].args.attrs
     assert port["fixed_ips"] == ["10.0.2.10"]
-    names = [s.name for s in plan.stages[-2].steps]
-    assert plan.stages[-2].name == "floating-ips" and names == ["create-floating_ip:web-fip"]
+    stages = [st.name for st in plan.stages]
+    assert stages[-3:] == ["floating-ips", "verify", "fidelity"]
+    names = [s.name for s in plan.stages[-3].steps]
+    assert names == ["create-floating_ip:web-fip"]
     for s in plan.steps():
         if s.task in ("CheckHealth", "VerifyVolume", "RunScript"):
             assert s.args.record is False, s.name
@@ -523,6 +527,63 @@ def test_recovered_volumes_are_created_blank_and_filled_from_the_checkpoint() ->
         assert "image" not in create.args.refs and create.requires == ()
         assert steps["restore-volume:db-boot"].requires == ("id:volume/volume-db-boot",)
         assert create.args.attrs["size"] == 1 << 20
+
+
+@pytest.mark.parametrize("mode", list(RecoverMode))
+def test_the_fidelity_check_expects_exactly_what_each_create_step_asks_for(
+    mode: RecoverMode,
+) -> None:
+    """Mappings, a drill's isolation and name prefix are in the expectation already, so
+    only what the plan cannot explain can differ; mapped copies are not checked, but
+    their ids are what refs to them compare through."""
+    flow = recover(mode)
+    (fidelity,) = [st for st in flow.stages if st.name == "fidelity"]
+    (check,) = fidelity.steps
+    assert check.task == "VerifyFidelity" and check.args.site == "b"
+    creates = [s for s in flow.steps() if s.task == "CreateResource"]
+    # a project is never created (the target's scoped project), so there is none to check
+    creates = [s for s in creates if s.args.kind != "project"]
+    expected = {e.resource.ref: e for e in check.args.expected}
+    assert len(expected) == len(creates) == len(check.args.expected)
+    for s in creates:
+        e = expected[ResourceRef(ResourceKind(s.args.kind), s.args.source_id)]
+        assert s.name == f"create-{s.args.kind}:{e.label}"
+        assert e.resource.name == s.args.name and e.resource.tags == s.args.tags
+        if s.args.kind == "floating_ip":  # the target allocates it unless it is preserved
+            assert "address" in s.args.attrs and "address" not in e.resource.attrs
+            assert e.resource.attrs == {k: v for k, v in s.args.attrs.items() if k != "address"}
+        else:
+            assert e.resource.attrs == s.args.attrs
+        assert {role: tuple(map(id_symbol, refs)) for role, refs in e.resource.refs.items()} == (
+            s.args.refs
+        )
+    provided = {s.provides for s in flow.steps() if s.task in ("CreateResource", "MapResource")}
+    assert set(check.requires) == provided
+    stages = [st.name for st in flow.stages]
+    assert stages.index("fidelity") > stages.index("verify")
+    if mode is RecoverMode.DRILL:
+        assert stages[-1] == "cleanup"
+        assert all(e.resource.kind is not K.FLOATING_IP for e in check.args.expected)
+        network = next(e for e in check.args.expected if e.resource.kind is K.NETWORK)
+        assert network.resource.name.startswith("drill-")
+        assert network.resource.attrs["isolated"] is True
+
+
+def test_the_fidelity_check_skips_the_project_and_keeps_a_preserved_address() -> None:
+    """A project is never created (the copy lives in the target's scoped project); a
+    floating IP's address is expected only when the capture asks to preserve it."""
+    graph = fixed_graph()
+    fip = next(r for r in graph.resources if r.kind is K.FLOATING_IP)
+    kept = Resource(
+        K.FLOATING_IP, fip.id, fip.name, {**fip.attrs, "preserve_address": True}, fip.refs
+    )
+    project = R(K.PROJECT, "shop-project", {"description": "the shop"})
+    others = tuple(r for r in graph.resources if r.ref != fip.ref)
+    flow = recover(RecoverMode.FAILOVER, cp=checkpoint(ResourceGraph((project, *others, kept))))
+    (check,) = next(st for st in flow.stages if st.name == "fidelity").steps
+    by_ref = {e.resource.ref: e.resource for e in check.args.expected}
+    assert project.ref not in by_ref
+    assert by_ref[fip.ref].attrs["address"] == "203.0.113.5"
 
 
 def test_dhcp_ip_policy_drops_fixed_addresses() -> None:

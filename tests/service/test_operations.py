@@ -28,7 +28,7 @@ from seawall.model import (
 )
 from seawall.service import Service, operations, preflight
 from seawall.service.operations import OPERATIONS
-from seawall.service.outcome import fenced_gap, measure, shortfalls
+from seawall.service.outcome import fenced_gap, measure, shortfalls, unexplained
 
 T0 = 1_700_000_000.0
 
@@ -121,6 +121,8 @@ def test_measure_rto_verified_and_the_data_loss_window_of_a_failover() -> None:
     assert out == {
         "duration_seconds": 60.0,
         "rto_seconds": 55.0,
+        "volumes_verified": 1,
+        "checks_passed": 2,
         "verified": True,
         "data_loss_window_seconds": 300.0,
     }
@@ -132,7 +134,42 @@ def test_measure_a_drill_has_no_data_loss_window_and_a_failed_check_is_not_verif
         "verify:verify-volume:db-data": {"verified": True},
     }
     out = measure(recovery(RunKind.DRILL, **result), result, now=T0 + 90)
-    assert out == {"duration_seconds": 90.0, "rto_seconds": 90.0, "verified": False}
+    assert out == {
+        "duration_seconds": 90.0,
+        "rto_seconds": 90.0,
+        "volumes_verified": 1,
+        "checks_passed": 0,
+        "verified": False,
+    }
+
+
+def test_measure_servers_without_volumes_are_verified_when_every_check_passed() -> None:
+    """No volume to compare is not a failed verification (it used to read as one)."""
+    result = {
+        "check:check-health:web": {"ok": True, "at": T0 + 5},
+        "fidelity": {"checked": 4, "ok": True, "differences": []},
+    }
+    out = measure(recovery(RunKind.FAILOVER, **result), result, now=T0 + 9)
+    assert out["verified"] is True and out["volumes_verified"] == 0
+
+
+def test_measure_an_unexplained_difference_is_not_verified_and_is_named() -> None:
+    difference = {
+        "resource": "port web-1",
+        "attribute": "fixed_ips",
+        "expected": ["10.0.0.5"],
+        "actual": ["10.0.0.9"],
+    }
+    result = {
+        "verify:verify-volume:db-data": {"verified": True},
+        "fidelity": {"checked": 4, "ok": False, "differences": [difference]},
+    }
+    run = recovery(RunKind.FAILOVER, **result)
+    assert measure(run, result, now=T0 + 9)["verified"] is False
+    # a warning, not a partial failure: the recovered workload is up
+    assert shortfalls(run, result) == []
+    assert unexplained(result) == ['port web-1.fixed_ips: expected ["10.0.0.5"], got ["10.0.0.9"]']
+    assert unexplained({}) == []
 
 
 def test_measure_a_protect_is_only_its_duration() -> None:

@@ -62,6 +62,7 @@ def test_overview_workload_and_a_drill_in_a_browser(shop: Any) -> None:
             page.wait_for_selector("#graph")
             assert page.locator("#graph g").count() >= 10  # servers, volumes, network...
             assert page.locator("#checkpoints tr").count() >= 2
+            assert page.locator("#drift").inner_text().strip() == "No drift."
             page.screenshot(path=str(ARTIFACTS / "dashboard-workload.png"), full_page=True)
 
             page.click("#start-drill")
@@ -80,6 +81,7 @@ def test_overview_workload_and_a_drill_in_a_browser(shop: Any) -> None:
             page.screenshot(path=str(ARTIFACTS / "dashboard-drill-done.png"), full_page=True)
             assert page.locator("#run-state").inner_text() == "succeeded", srv.tail()
             assert page.locator("#run-progress").inner_text() == "100"
+            assert "0 unexplained difference(s)" in page.locator("#fidelity-summary").inner_text()
 
             page.goto(srv.url + "/drills")
             assert "succeeded" in page.locator("#drills").inner_text()

@@ -87,6 +87,22 @@ class CheckpointOut(BaseModel):
     resources: int
 
 
+class ChangeOut(BaseModel):
+    resource: str = Field(description="<kind> <name>, e.g. 'port web-1'")
+    attribute: str = Field(description="a path into it, e.g. 'fixed_ips', 'metadata.role'")
+    before: Any = Field(None, description="the older checkpoint's value; null: absent")
+    after: Any = Field(None, description="the newer checkpoint's value; null: absent")
+
+
+class CheckpointDiffOut(BaseModel):
+    workload: str
+    older: str
+    newer: str
+    added: list[str]
+    removed: list[str]
+    changed: list[ChangeOut]
+
+
 class PlanOut(BaseModel):
     model_config = ConfigDict(extra="allow")
     workload: str

@@ -63,6 +63,7 @@ REMOTE = frozenset(
         "workload list",
         "workload show",
         "checkpoint list",
+        "checkpoint diff",
         "run list",
         "run show",
         "run cancel",

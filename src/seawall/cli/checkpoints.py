@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from seawall.cli.context import Ctx, pass_ctx
@@ -84,6 +86,50 @@ def checkpoint_show(ctx: Ctx, checkpoint_id: str) -> None:
     """Show a checkpoint: graph, volumes, diff against its parent."""
     cp = ctx.service.get_checkpoint(checkpoint_id)
     emit(ctx.as_json, {**dump(cp), "copies": ctx.service.db.checkpoint_sites(cp.id)})
+
+
+@checkpoint_group.command("diff")
+@click.argument("older")
+@click.argument("newer")
+@pass_ctx
+def checkpoint_diff(ctx: Ctx, older: str, newer: str) -> None:
+    """Show the drift from checkpoint OLDER to NEWER.
+
+    Both must be checkpoints of one workload. Prints the resources added (+) and
+    removed (-), and every attribute that changed (~) with its value before and after;
+    runtime state (a server's status) is not drift."""
+    if ctx.remote:
+        from seawall.cli.remote import q
+
+        report = ctx.remote.request("GET", f"/v1/checkpoints/{q(older)}/diff/{q(newer)}")
+    else:
+        a, b, drift = ctx.service.diff_checkpoints(older, newer)
+        report = {"workload": a.workload, "older": a.id, "newer": b.id, **drift.report()}
+    show_drift(ctx, report, f"checkpoint {report['older']} -> {report['newer']}")
+
+
+def show_drift(ctx: Ctx, report: dict[str, Any], title: str) -> None:
+    """A drift report (``Drift.report()``): ``+`` added, ``-`` removed, ``~`` changed."""
+
+    def human() -> None:
+        out.print(f"[bold]{escape(title)}[/bold] ({report['workload']})", highlight=False)
+        if not (report["added"] or report["removed"] or report["changed"]):
+            out.print("  no changes")
+        for name in report["added"]:
+            out.print(f"  [green]+ {escape(name)}[/]", highlight=False)
+        for name in report["removed"]:
+            out.print(f"  [red]- {escape(name)}[/]", highlight=False)
+        for c in report["changed"]:
+            line = (
+                f"~ {c['resource']}.{c['attribute']}: {_value(c['before'])} -> {_value(c['after'])}"
+            )
+            out.print(f"  [yellow]{escape(line)}[/]", highlight=False, soft_wrap=True)
+
+    emit(ctx.as_json, report, human)
+
+
+def _value(value: Any) -> str:
+    return "(absent)" if value is None else json.dumps(value, sort_keys=True, default=str)
 
 
 @checkpoint_group.command("verify")

@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING
 
 import click
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from seawall.cli.context import Ctx, pass_ctx
 from seawall.cli.output import RUN_FAILED, RUN_PARTIAL, console, emit, out
 from seawall.errors import SeawallError
-from seawall.model import Run, RunState, Step, dump
+from seawall.fidelity import Difference
+from seawall.model import Run, RunState, Step, dump, load
 
 if TYPE_CHECKING:
     from seawall.cli.remote import Remote
@@ -45,6 +47,8 @@ ACTIVE = (RunState.RUNNING, RunState.PENDING, RunState.CANCELLING, RunState.REVE
 FIGURES = (
     "rto_seconds",
     "verified",
+    "volumes_verified",
+    "checks_passed",
     "residue",
     "duration_seconds",
     "data_loss_window_seconds",
@@ -131,6 +135,19 @@ def report_run(ctx: Ctx, run: Run, steps: list[Step]) -> None:
         for k in FIGURES:
             if k in run.result:
                 out.print(f"  {k}: {run.result[k]}")
+        fidelity = run.result.get("fidelity")
+        if isinstance(fidelity, dict):
+            differences = list(fidelity.get("differences", ()))
+            out.print(
+                f"  fidelity: {fidelity.get('checked', 0)} resource(s) checked, "
+                f"{len(differences)} unexplained difference(s)"
+            )
+            for d in differences:
+                out.print(
+                    f"    [yellow]{escape(str(load(Difference, d)))}[/]",
+                    highlight=False,
+                    soft_wrap=True,
+                )
         if run.error:
             out.print(f"  [red]{run.error}[/]")
 

@@ -41,6 +41,17 @@ def id_symbol(ref: ResourceRef) -> str:
     return f"id:{ref.kind.value}/{ref.id}"
 
 
+def symbol_ref(symbol: str) -> ResourceRef | None:
+    """The source resource an :func:`id_symbol` names (None for any other symbol)."""
+    head, _, rest = symbol.partition("/")
+    if not head.startswith("id:") or not rest:
+        return None
+    try:
+        return ResourceRef(ResourceKind(head.removeprefix("id:")), rest)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class StepArgs:
     """Base of every step's arguments; ``TASK`` names the task class that takes them."""
@@ -245,6 +256,26 @@ class VerifyVolumeArgs(StepArgs):
 
 
 @dataclass(frozen=True)
+class Expectation:
+    """One resource a recovery created, as it asked for it: the source's id and refs
+    (translated through the run's ids when compared), the spec's name, attrs and tags."""
+
+    label: str  #: how the plan's step names call it (``web-1``, ``~<id>`` if unnamed)
+    resource: Resource
+
+
+@dataclass(frozen=True)
+class VerifyFidelityArgs(StepArgs):
+    """Read back every resource the recovery created and compare it with what it asked
+    for (:func:`seawall.fidelity.compare`); the step requires every created or mapped
+    copy's symbol, which is also the source -> target id mapping refs compare through."""
+
+    TASK: ClassVar[str] = "VerifyFidelity"
+    site: str
+    expected: tuple[Expectation, ...]
+
+
+@dataclass(frozen=True)
 class RunScriptArgs(StepArgs):
     TASK: ClassVar[str] = "RunScript"
     script: Script
@@ -287,6 +318,7 @@ ARGS: dict[str, type[StepArgs]] = {
         WaitServerArgs,
         CheckHealthArgs,
         VerifyVolumeArgs,
+        VerifyFidelityArgs,
         RunScriptArgs,
         FenceServerArgs,
         CleanupDrillArgs,

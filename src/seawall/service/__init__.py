@@ -27,6 +27,7 @@ from typing import Any
 
 from seawall.clouds import CloudDriver
 from seawall.db import StateStore
+from seawall.fidelity import Drift
 from seawall.model import (
     Checkpoint,
     Policy,
@@ -178,6 +179,15 @@ class Service:
 
     def latest_checkpoint(self, workload: str, site: str) -> Checkpoint | None:
         return self._catalogue.latest_checkpoint(workload, site)
+
+    def diff_checkpoints(self, older: str, newer: str) -> tuple[Checkpoint, Checkpoint, Drift]:
+        """Resources added and removed and attributes changed from ``older`` to ``newer``
+        (two checkpoints of one workload)."""
+        return self._catalogue.diff_checkpoints(older, newer)
+
+    def drift_since_checkpoint(self, workload_name: str) -> tuple[Checkpoint | None, Drift]:
+        """What changed on the workload's site since its newest checkpoint there."""
+        return self._catalogue.drift_since_checkpoint(self._db.get_workload(workload_name))
 
     def verify_checkpoint(
         self,

@@ -14,6 +14,7 @@ from typing import Any
 from seawall.clouds import open_site
 from seawall.db import StateStore
 from seawall.errors import Conflict, InvalidInput, NotFound, SeawallError
+from seawall.fidelity import Drift, drift
 from seawall.model import (
     PRESETS,
     Checkpoint,
@@ -227,6 +228,25 @@ class Catalogue:
             except SeawallError:
                 cps = []
         return cps[0] if cps else None
+
+    def diff_checkpoints(self, older: str, newer: str) -> tuple[Checkpoint, Checkpoint, Drift]:
+        """Attribute-level drift from checkpoint ``older`` to ``newer``, which must be
+        checkpoints of one workload (ids are only comparable within it)."""
+        a, b = self.db.get_checkpoint(older), self.db.get_checkpoint(newer)
+        if a.workload != b.workload:
+            raise InvalidInput(
+                f"checkpoint {a.id} is of workload {a.workload!r} and {b.id} of "
+                f"{b.workload!r}; diff two checkpoints of the same workload",
+                field="checkpoint",
+            )
+        return a, b, drift(a.graph, b.graph)
+
+    def drift_since_checkpoint(self, workload: Workload) -> tuple[Checkpoint | None, Drift]:
+        """What changed on the workload's site since its newest checkpoint there (all of
+        it is new when it has none): what a recovery would not bring back."""
+        latest = self.latest_checkpoint(workload.name, workload.site)
+        now = self.resolve(workload)
+        return latest, drift(latest.graph if latest else ResourceGraph(), now)
 
     def verify_checkpoint(
         self,

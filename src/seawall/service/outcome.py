@@ -7,7 +7,8 @@ and whichever process finished it:
 - the final state from TaskFlow's flow state: SUCCEEDED, or PARTIALLY_FAILED when a
   drill's check or verification, a replication, or a drill clean-up fell short;
   REVERTED / CANCELLED / FAILED otherwise;
-- :func:`measure`: duration, and for recoveries RTO, verified, data-loss window;
+- :func:`measure`: duration, and for recoveries RTO, verified (volumes, checks and the
+  fidelity check; :func:`unexplained` differences raise a warning event), data-loss window;
 - after a successful failover, migration or failback the target becomes the workload's
   site (:meth:`Outcome.reverse_roles`);
 - compute-hours for drills and recoveries (:meth:`Outcome.record_compute_hours`).
@@ -25,6 +26,7 @@ from taskflow import states as tf_states
 
 from seawall.db import StateStore
 from seawall.errors import SeawallError
+from seawall.fidelity import Difference
 from seawall.model import (
     RUN_TRANSITIONS,
     Resource,
@@ -35,6 +37,7 @@ from seawall.model import (
     RunState,
     Selector,
     Step,
+    load,
 )
 from seawall.orchestrate.engine import owner
 from seawall.service.handles import Handles
@@ -64,6 +67,17 @@ def shortfalls(run: Run, result: Mapping[str, Any]) -> list[str]:
     return partial
 
 
+def unexplained(result: Mapping[str, Any]) -> list[str]:
+    """The fidelity check's differences, one line each (``port web-1.fixed_ips: ...``).
+
+    They do not make a run partially failed: the workload is up where it should be, so
+    roles still reverse; they make it unverified, and a warning event names them."""
+    fidelity = result.get("fidelity")
+    if not isinstance(fidelity, dict):
+        return []
+    return [str(load(Difference, d)) for d in fidelity.get("differences", ())]
+
+
 def fenced_gap(steps: Sequence[Step]) -> float:
     """A migration loses what was written after its final snapshots: nothing, when
     every server was fenced before the first of them was taken (else the overlap)."""
@@ -82,9 +96,15 @@ def measure(
     checkpoint_created_at: float | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """Duration; for a recovery also RTO (until the last passing health check), whether
-    every volume verified and every check passed, and the data-loss window (a failover:
-    the checkpoint's age at the start; a migration or failback: :func:`fenced_gap`)."""
+    """Duration; for a recovery also RTO (until the last passing health check), what was
+    verified and whether all of it passed, and the data-loss window (a failover: the
+    checkpoint's age at the start; a migration or failback: :func:`fenced_gap`).
+
+    ``verified`` means every verification that applied passed: each volume byte for byte
+    (``volumes_verified`` counts them; a workload without volumes has none to fail), each
+    health check and script, and the fidelity check (``fidelity``: resources checked and
+    unexplained differences). It is not a claim that something was verified at all; the
+    counts say what was."""
     now = time.time() if now is None else now
     out: dict[str, Any] = {"duration_seconds": round(now - run.created_at, 3)}
     if run.kind not in RECOVERIES:
@@ -93,10 +113,13 @@ def measure(
     healthy = [v["at"] for v in checks.values() if isinstance(v, dict) and v.get("ok")]
     out["rto_seconds"] = round((max(healthy) if healthy else now) - run.created_at, 3)
     verifies = [v for k, v in result.items() if k.startswith("verify:")]
+    fidelity = result.get("fidelity")
+    out["volumes_verified"] = sum(1 for v in verifies if v.get("verified"))
+    out["checks_passed"] = sum(1 for v in checks.values() if v.get("ok"))
     out["verified"] = (
-        bool(verifies)
-        and all(v.get("verified") for v in verifies)
+        all(v.get("verified") for v in verifies)
         and all(v.get("ok") for v in checks.values())
+        and (not isinstance(fidelity, dict) or bool(fidelity.get("ok")))
     )
     if run.kind in (RunKind.MIGRATE, RunKind.FAILBACK):
         out["data_loss_window_seconds"] = fenced_gap(steps)
@@ -131,6 +154,17 @@ class Outcome:
         self.db.update_run_result(run_id, self.measure(run, result))
         final = RunState.PARTIALLY_FAILED if partial else RunState.SUCCEEDED
         run = self.db.set_run_state(run_id, final, error="; ".join(partial) or None)
+        unfaithful = unexplained(result)
+        if unfaithful:
+            self.db.add_event(
+                "fidelity-differences",
+                f"{run.kind.value} {run.workload}: {len(unfaithful)} unexplained "
+                f"difference(s), not verified: {'; '.join(unfaithful[:10])}"
+                + (f"; and {len(unfaithful) - 10} more" if len(unfaithful) > 10 else ""),
+                severity="warning",
+                workload=run.workload,
+                run_id=run_id,
+            )
         if final is RunState.SUCCEEDED:
             self.reverse_roles(run)
         else:

@@ -18,7 +18,8 @@ from fastapi import Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from seawall.errors import NotFound, SeawallError
-from seawall.model import RecoveryPlan, ResourceGraph, Run, RunKind, Workload, dump
+from seawall.fidelity import Drift
+from seawall.model import Checkpoint, RecoveryPlan, ResourceGraph, Run, RunKind, Workload, dump
 from seawall.service import Service
 from seawall.web.graph import graph_svg
 from seawall.web.render import Renderer
@@ -154,7 +155,16 @@ class Dashboard:
             plans=[dump(p) for p in plans.values()],
             runs=self.svc.list_runs(workload=name, limit=20),
             events=self.svc.list_events(workload=name, limit=20),
+            drift=self._drift(w),
         )
+
+    def _drift(self, w: Workload) -> tuple[Checkpoint | None, Drift] | str:
+        """What changed on the workload's site since its last checkpoint, or why that
+        cannot be told now (the page still shows what the database knows)."""
+        try:
+            return self.svc.drift_since_checkpoint(w.name)
+        except SeawallError as exc:
+            return str(exc)
 
     def _resolved(self, w: Workload) -> ResourceGraph | None:
         """The live graph of a workload without checkpoints; None if its site is away."""

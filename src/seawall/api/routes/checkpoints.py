@@ -1,14 +1,16 @@
-"""Checkpoints: listed per workload or across the caller's workloads, shown by id."""
+"""Checkpoints: listed per workload or across the caller's workloads, shown by id, and
+the drift between two of one workload."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from seawall.api.auth import Principal
 from seawall.api.dependencies import Caller, Limit, Marker, Svc, paginate
-from seawall.api.schemas import CheckpointOut, Page
+from seawall.api.schemas import CheckpointDiffOut, CheckpointOut, Page
 from seawall.errors import NotFound
 from seawall.model import Checkpoint, dump
-from seawall.service import access
+from seawall.service import Service, access
 
 router = APIRouter()
 
@@ -63,11 +65,27 @@ def list_checkpoints(
     return Page[CheckpointOut](items=items, next_marker=nxt)
 
 
-@router.get("/checkpoints/{checkpoint_id}", tags=["checkpoints"])
-def get_checkpoint(p: Caller, svc: Svc, checkpoint_id: str) -> CheckpointOut:
+def visible_checkpoint(p: Principal, svc: Service, checkpoint_id: str) -> Checkpoint:
+    """The checkpoint, if the caller may see its workload; else "no such checkpoint"
+    (not which workload it belongs to)."""
     cp = svc.get_checkpoint(checkpoint_id)
     try:
         access.visible_workload(svc, p, cp.workload)
-    except NotFound:  # say "no such checkpoint", not which workload it belongs to
+    except NotFound:
         raise NotFound(f"checkpoint {checkpoint_id!r} not found") from None
-    return checkpoint_out(cp)
+    return cp
+
+
+@router.get("/checkpoints/{checkpoint_id}", tags=["checkpoints"])
+def get_checkpoint(p: Caller, svc: Svc, checkpoint_id: str) -> CheckpointOut:
+    return checkpoint_out(visible_checkpoint(p, svc, checkpoint_id))
+
+
+@router.get("/checkpoints/{older}/diff/{newer}", tags=["checkpoints"])
+def diff_checkpoints(p: Caller, svc: Svc, older: str, newer: str) -> CheckpointDiffOut:
+    """What changed from checkpoint ``older`` to ``newer`` (of one workload): resources
+    added and removed, and every attribute changed, with its before and after."""
+    for checkpoint_id in (older, newer):
+        visible_checkpoint(p, svc, checkpoint_id)
+    a, b, drift = svc.diff_checkpoints(older, newer)
+    return CheckpointDiffOut(workload=a.workload, older=a.id, newer=b.id, **drift.report())

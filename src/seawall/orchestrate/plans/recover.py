@@ -41,15 +41,18 @@ from seawall.orchestrate.steps import (
     CheckRecoveryArgs,
     CleanupDrillArgs,
     CreateResourceArgs,
+    Expectation,
     FenceServerArgs,
     LinkResourceArgs,
     MapResourceArgs,
     RestoreImageArgs,
     RestoreVolumeArgs,
     RunScriptArgs,
+    VerifyFidelityArgs,
     VerifyVolumeArgs,
     WaitServerArgs,
     id_symbol,
+    symbol_ref,
 )
 
 K = ResourceKind
@@ -335,6 +338,7 @@ def plan_recover(
             + [step for where, step in scripts if not where or where not in user_groups],
         )
     )
+    stages.append(fidelity_stage(target, stages))
     if drill:
         stages.append(
             _stage(
@@ -358,6 +362,52 @@ def plan_recover(
     }[mode]
     title = f"{verb} {checkpoint.workload} to {target} from checkpoint {checkpoint.id}"
     return FlowPlan(run_id, kind, title, (*prelude, *_stages(*stages), *epilogue))
+
+
+def fidelity_stage(site: str, stages: Sequence[Stage | None]) -> Stage | None:
+    """Compare every copy the ``stages`` create with what their create steps ask for,
+    once everything is up (after the floating IPs and the volume verifications, before
+    a drill's clean-up). The check requires every created or mapped copy's symbol: they
+    are also the run's source -> target ids that refs compare through."""
+    steps = [s for st in stages if st is not None for s in st.steps]
+    expected = tuple(
+        _expectation(s.name, s.args)
+        for s in steps
+        if isinstance(s.args, CreateResourceArgs) and s.args.kind != K.PROJECT.value
+    )
+    copies = {s.provides for s in steps if isinstance(s.args, CreateResourceArgs | MapResourceArgs)}
+    if not expected:
+        return None
+    return _stage(
+        "fidelity",
+        [
+            step(
+                f"verify-fidelity:{site}",
+                VerifyFidelityArgs(site, expected),
+                requires=tuple(sorted(copies)),
+            )
+        ],
+    )
+
+
+def _expectation(step_name: str, args: CreateResourceArgs) -> Expectation:
+    """What a create step asks for, as a resource of the source (its id and refs).
+
+    A project is never created (the copy lives in the target's scoped project), so no
+    expectation is made for one. A floating IP's address is expected only when the
+    capture asks to preserve it: otherwise the spec's address is a wish, and the
+    target's external network (another cloud's) allocates one, as DHCP does for ports
+    under the ``dhcp`` IP policy."""
+    kind = ResourceKind(args.kind)
+    attrs: dict[str, Any] = dict(args.attrs)
+    if kind is K.FLOATING_IP and not attrs.get("preserve_address"):
+        attrs.pop("address", None)
+    refs = {
+        role: tuple(ref for sym in symbols if (ref := symbol_ref(sym)) is not None)
+        for role, symbols in args.refs.items()
+    }
+    asked = Resource(kind, args.source_id, args.name, attrs, refs, args.tags)
+    return Expectation(step_name.split(":", 1)[1], asked)
 
 
 def fence_stage(site: str, servers: Sequence[Resource]) -> Stage | None:

@@ -153,6 +153,15 @@ def _describe(exc: BaseException) -> str:
 
 def _summary(result: Any) -> str:
     if isinstance(result, dict):
-        keys = ("id", "image_id", "bytes_read", "residue", "verified", "bytes_sent", "status")
+        keys = (
+            "id",
+            "image_id",
+            "bytes_read",
+            "residue",
+            "verified",
+            "bytes_sent",
+            "status",
+            "checked",
+        )
         return ", ".join(f"{k}={result[k]}" for k in keys if k in result)
     return ""

@@ -16,6 +16,7 @@ from typing import Any
 from seawall.clouds import CloudDriver, Extent, ResourceSpec, SnapshotInfo
 from seawall.clouds.tags import KEY_TAG
 from seawall.errors import NotFound, VerificationFailed
+from seawall.fidelity import Difference, compare, describe
 from seawall.model import (
     CheckKind,
     Checkpoint,
@@ -23,6 +24,7 @@ from seawall.model import (
     Resource,
     ResourceKind,
     ResourceRef,
+    dump,
     load,
 )
 from seawall.orchestrate.runtime import Runtime
@@ -37,8 +39,10 @@ from seawall.orchestrate.steps import (
     RestoreImageArgs,
     RestoreVolumeArgs,
     RunScriptArgs,
+    VerifyFidelityArgs,
     VerifyVolumeArgs,
     WaitServerArgs,
+    symbol_ref,
 )
 from seawall.orchestrate.tasks.base import Context, Deps, SeawallTask
 
@@ -342,6 +346,40 @@ class VerifyVolume(SeawallTask[VerifyVolumeArgs]):
         for snap in driver.list_snapshots(target["id"]):
             if snap.key == f"{ctx.run_id}/verify/{target['id']}":
                 driver.delete_snapshot(snap.id)
+
+
+class VerifyFidelity(SeawallTask[VerifyFidelityArgs]):
+    """Read back every copy the recovery created and compare it with what it asked for.
+
+    Differences do not fail the step: the workload is up by now (and a revert would take
+    it down for an attribute). They are the run's ``fidelity`` figure, which makes the
+    run's ``verified`` false and its outcome a warning naming each resource and attribute.
+    """
+
+    def do(self, ctx: Context, args: VerifyFidelityArgs, deps: Deps) -> Any:
+        ids = {
+            ref: str(value["id"])
+            for symbol, value in deps.items()
+            if (ref := symbol_ref(symbol)) is not None and isinstance(value, dict)
+        }
+        driver = ctx.rt.driver(args.site)
+        differences: list[Difference] = []
+        for e in args.expected:
+            want = e.resource
+            target_id = ids.get(want.ref, "")
+            got = driver.get(ResourceRef(want.kind, target_id)) if target_id else None
+            if got is None:
+                differences.append(Difference(describe(want, e.label), "exists", True, False))
+                continue
+            differences.extend(compare(want, got, ids=ids, label=e.label))
+            ctx.check()
+        result = {
+            "checked": len(args.expected),
+            "ok": not differences,
+            "differences": [dump(d) for d in differences],
+        }
+        ctx.note("fidelity", result)
+        return result
 
 
 class RunScript(SeawallTask[RunScriptArgs]):

@@ -1,0 +1,95 @@
+"""Dashboard pages rendered in-process (FastAPI's TestClient, no browser): what the
+workload page says about drift, what a run page says about fidelity."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from seawall.api.app import Launcher, create_app
+from seawall.api.auth import Authenticator, LocalTokens
+from seawall.model import Run, RunKind, RunState
+from seawall.orchestrate.engine import install_runtime
+from seawall.web import add_dashboard
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def dashboard(shop: Any) -> Iterator[TestClient]:
+    """The dashboard over the shop world, signed in as the shop's project."""
+    svc = shop.svc
+    tokens = LocalTokens(svc.home)
+    token = tokens.issue("default")
+    auth = Authenticator(tokens)
+    launcher = Launcher(svc, 1)
+    app = create_app(svc, auth, launcher=launcher)
+    add_dashboard(app, svc, auth.principal, launcher.start)
+    with TestClient(app) as client:
+        signed_in = client.post("/login", data={"token": token, "next": "/"})
+        assert signed_in.status_code in (200, 303), signed_in.text
+        yield client
+    launcher.pool.shutdown(wait=True)
+
+
+def edit(site_db: str, kind: str, name: str, key: str, value: Any) -> None:
+    """Change one attribute of a resource on a sim site, through its own store (as
+    another actor on the cloud could)."""
+    con = sqlite3.connect(site_db)
+    (attrs,) = con.execute(
+        "SELECT attrs FROM resources WHERE kind = ? AND name = ?", (kind, name)
+    ).fetchone()
+    con.execute(
+        "UPDATE resources SET attrs = ? WHERE kind = ? AND name = ?",
+        (json.dumps({**json.loads(attrs), key: value}), kind, name),
+    )
+    con.commit()
+    con.close()
+
+
+def test_the_workload_page_shows_the_drift_since_the_last_checkpoint(
+    shop: Any, dashboard: TestClient
+) -> None:
+    install_runtime(shop.svc)
+    cp = shop.svc.protect("shop")
+    assert cp.state is RunState.SUCCEEDED, shop.explain(cp)
+    page = dashboard.get("/workloads/shop")
+    assert page.status_code == 200 and "Drift since the last checkpoint" in page.text
+    assert "No drift." in page.text
+
+    edit(str(shop.site_path("a") / "site.db"), "server", "web", "metadata", {"role": "front"})
+    page = dashboard.get("/workloads/shop").text
+    drift = page.split('id="drift"', 1)[1].split("</table>", 1)[0]
+    assert "server web" in drift and "metadata.role" in drift and "front" in drift
+    assert "No drift." not in drift
+    assert cp.result["checkpoint"]["id"] in page  # since which checkpoint
+
+    shop.destroy("a")  # the page still shows what the database knows, and says why not more
+    page = dashboard.get("/workloads/shop")
+    assert page.status_code == 200 and "Cannot compare with site a now" in page.text
+
+
+def test_a_run_page_lists_each_unexplained_difference(shop: Any, dashboard: TestClient) -> None:
+    difference = {
+        "resource": "port web-port",
+        "attribute": "fixed_ips",
+        "expected": ["10.30.0.12"],
+        "actual": ["10.30.0.99"],
+    }
+    result = {
+        "verified": False,
+        "volumes_verified": 2,
+        "fidelity": {"checked": 12, "ok": False, "differences": [difference]},
+    }
+    run = Run("run-fidelity", RunKind.FAILOVER, "shop", RunState.SUCCEEDED, result=result)
+    shop.svc.db.add_run(run)
+    page = dashboard.get("/runs/run-fidelity")
+    assert page.status_code == 200, page.text
+    assert "12 resource(s) compared with what the recovery asked for: 1 unexplained" in page.text
+    table = page.text.split('id="fidelity"', 1)[1].split("</table>", 1)[0]
+    assert "port web-port" in table and "fixed_ips" in table and "10.30.0.99" in table
