@@ -89,6 +89,26 @@ def test_tags_come_back_as_the_user_wrote_them() -> None:
     assert tags_to_strings(strings_to_tags(cloud)) == sorted(cloud)
 
 
+def test_a_server_mark_nova_cannot_hold_is_kept_hashed_and_still_found() -> None:
+    """A key (``run-…/server/<uuid>``) has ``/`` and passes Nova's 60 characters: it is
+    kept as a hash in a Nova tag, never in the metadata the user reads."""
+    from seawall.clouds.openstack.naming import hashed, nova_tag_fits, same_mark
+    from seawall.clouds.openstack.restore import Restore
+
+    key = "run-20261204T203452-5ab4d5/server/14f2a636-696a-4552-ab64-94f1c6d50f1d"
+    meta, tags = Restore._server_tags(
+        {"metadata": {"role": "db"}, "guest_agent": True},
+        {"seawall:key": key, "seawall:run": "run-20261204T203452-5ab4d5", "tier": "db"},
+    )
+    assert meta == {"role": "db"}
+    assert f"seawall:key={hashed(key)}" in tags and all(nova_tag_fits(t) for t in tags)
+    assert {"seawall:run=run-20261204T203452-5ab4d5", "seawall:guest_agent=true", "tier=db"} < set(
+        tags
+    )
+    assert same_mark(strings_to_tags(tags)["seawall:key"], key)
+    assert not same_mark(strings_to_tags(tags)["seawall:key"], key + "x")
+
+
 def test_key_material_is_the_key_without_its_comment() -> None:
     assert key_material(PK) == key_material(PK.replace(" me", " someone@else")) == PK[:-3]
     assert key_material(PK) != key_material(PK.replace("AAAAIGb5", "AAAAIGb6"))

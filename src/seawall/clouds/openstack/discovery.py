@@ -28,6 +28,7 @@ from seawall.clouds.openstack.naming import (
     SIZE_META,
     TAGS_META,
     UNMARKED_KINDS,
+    same_mark,
     split_public_key,
     split_specs,
     strings_to_tags,
@@ -558,8 +559,8 @@ class Discovery:
             hits = [v for v in hits if (v.metadata or {}).get(KEY_TAG) == key]
             return self.get(ResourceRef(kind, hits[0].id)) if hits else None
         for r in self.list_resources(kind):
-            if r.tags.get(KEY_TAG) == key:
-                return r
+            if same_mark(r.tags.get(KEY_TAG), key):  # a server's may be hashed
+                return dataclasses.replace(r, tags={**r.tags, KEY_TAG: key})
         return None
 
     def discover(self, selector: Selector) -> ResourceGraph:

@@ -10,6 +10,7 @@ from typing import Any
 
 from seawall.clouds.openstack.connection import CloudConnection
 from seawall.clouds.openstack.discovery import Discovery
+from seawall.clouds.openstack.naming import MD5_TAG, strings_to_tags
 from seawall.clouds.schema import check_image_upload
 from seawall.errors import Conflict
 from seawall.model import ResourceKind, ResourceRef
@@ -60,7 +61,9 @@ class Images:
                     f.write(chunk)
                     md5.update(chunk)
             checksum = md5.hexdigest()
-            expected = (image.properties or {}).get("seawall:md5") or ""
+            # the source data's md5: a tag (an earlier version's property is read too)
+            marks = strings_to_tags(image.tags or [])
+            expected = marks.get(MD5_TAG) or (image.properties or {}).get(MD5_TAG) or ""
             active = image.status == "active"
             if not check_image_upload(
                 image.name, checksum, active=active, held=image.checksum, expected=expected

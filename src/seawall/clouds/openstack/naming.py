@@ -10,12 +10,15 @@ kind                seawall's marks on the cloud
 network, subnet,    Neutron tags ``key=value`` (``seawall:key``, ``seawall:run``,
 router, port, SG,   ``seawall:workload``, ``seawall:isolated``); the project's
 floating IP         ``default`` security group is the project's and is never tagged
-server              metadata ``seawall:*`` (key, run, workload, guest agent); the user's
-                    tags as Nova tags (in metadata when a Nova tag cannot hold one)
+server              Nova tags ``seawall:<name>=<value>`` (key, run, workload, guest agent);
+                    a value a Nova tag cannot hold (over 60 characters, ``/`` or ``,``:
+                    the key always) as ``~`` + its hash (:func:`hashed`); metadata holds
+                    only the user's (and a user tag a Nova tag cannot hold)
 volume              metadata ``seawall:*`` (``seawall:size`` holds the byte size;
                     ``seawall:tags`` names the keys that are tags; the rest of the
                     user's keys are its metadata)
-image               properties ``seawall:*`` (``seawall:md5``); Glance tags for the rest
+image               Glance tags ``seawall:<name>=<value>`` (key, run, workload, the source
+                    data's md5); the properties are exactly the user's
 keypair             **none**: the captured name and exactly the captured public key
 flavor              **none**: the captured name, attributes and the user's extra specs
 volume type         **none**: the target's same-named type is reused (it is the
@@ -54,6 +57,7 @@ versions recovered is captured clean and found by its old key, and never written
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import zlib
 from collections.abc import Iterable, Mapping
@@ -73,6 +77,7 @@ TAG_SPEC = "seawall:tag:"
 PACK = " sw "
 #: read only: in a keypair's public key, before tags packed into its comment
 KEY_COMMENT = " seawall-tags:"
+MD5_TAG = "seawall:md5"  #: an image's tag: the md5 its source data had (checked on upload)
 TAGS_META = "seawall:tags"  #: a volume's metadata keys that are tags, comma-separated
 #: kind -> openstacksdk's Neutron resource name (``network.<name>s()``, ``get_<name>``)
 NEUTRON_KINDS = {
@@ -83,6 +88,26 @@ NEUTRON_KINDS = {
     K.SECURITY_GROUP: "security_group",
     K.FLOATING_IP: "ip",
 }
+
+
+#: the start of a mark's value kept as a hash (a Nova tag cannot hold the value itself)
+HASHED = "~"
+
+
+def hashed(value: str) -> str:
+    """A mark's value as a Nova tag can hold it: ``~`` and 24 hex digits of its sha256
+    (a key such as ``run-.../server/<uuid>`` has ``/`` and passes 60 characters)."""
+    return HASHED + hashlib.sha256(value.encode()).hexdigest()[:24]
+
+
+def same_mark(stored: str | None, value: str) -> bool:
+    """Whether a mark read back from the cloud is ``value``, kept as is or hashed."""
+    return stored is not None and stored in (value, hashed(value))
+
+
+def nova_tag_fits(text: str) -> bool:
+    """Nova's rule for a server tag: at most 60 characters, no ``/`` and no ``,``."""
+    return len(text) <= 60 and "/" not in text and "," not in text
 
 
 def tags_to_strings(tags: Mapping[str, str]) -> list[str]:

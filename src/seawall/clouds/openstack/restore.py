@@ -25,11 +25,15 @@ from seawall.clouds import ResourceSpec
 from seawall.clouds.openstack.connection import CloudConnection, status_of
 from seawall.clouds.openstack.discovery import RULE_KEYS, Discovery, GiB, rule_of
 from seawall.clouds.openstack.naming import (
+    MD5_TAG,
     NEUTRON_KINDS,
     SIZE_META,
     TAGS_META,
     UNMARKED_KINDS,
+    hashed,
     key_material,
+    nova_tag_fits,
+    same_mark,
     tags_to_strings,
 )
 from seawall.clouds.schema import (
@@ -197,6 +201,8 @@ class Restore:
         got = self.discovery.get(ResourceRef(kind, rid))
         if got is None:
             raise Conflict(f"{kind.value} {rid} vanished while it was being created")
+        if got.tags.get(KEY_TAG) != spec.key and same_mark(got.tags.get(KEY_TAG), spec.key):
+            got = dataclasses.replace(got, tags={**got.tags, KEY_TAG: spec.key})  # hashed
         if kind in UNMARKED_KINDS:
             self.discovery.remember(kind, spec.key, rid, tags)
             got = dataclasses.replace(got, tags={**got.tags, **tags})
@@ -641,9 +647,9 @@ class Restore:
         from openstack.image.v2.image import Image
 
         body: dict[str, Any] = {str(k): str(v) for k, v in (a.get("properties") or {}).items()}
-        body.update({k: v for k, v in tags.items() if k.startswith("seawall:")})
+        marks = dict(tags)  # seawall's as Glance tags too, never as properties
         if a.get("checksum"):
-            body["seawall:md5"] = str(a["checksum"])
+            marks[MD5_TAG] = str(a["checksum"])
         visibility = str(a.get("visibility") or "private")
         body.update(
             name=name,
@@ -652,7 +658,7 @@ class Restore:
             visibility=visibility,
             min_disk=int(a.get("min_disk", 0)),
             min_ram=int(a.get("min_ram", 0)),
-            tags=tags_to_strings({k: v for k, v in tags.items() if not k.startswith("seawall:")}),
+            tags=tags_to_strings(marks),
         )
         if a.get("protected"):
             body["protected"] = True
@@ -805,19 +811,23 @@ class Restore:
 
     @staticmethod
     def _server_tags(a: dict[str, Any], tags: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-        """(metadata, Nova tags): seawall's tags and any a Nova tag cannot hold (longer
-        than 60 characters, or with ``/`` or ``,``) go into the metadata."""
+        """(metadata, Nova tags): every tag a Nova tag, seawall's too (its value hashed
+        when Nova cannot hold it, see :func:`~.naming.hashed`); the metadata is the
+        user's, plus a user tag no Nova tag can hold (over 60 characters, ``/`` or ``,``)."""
         meta = {str(k): str(v) for k, v in (a.get("metadata") or {}).items()}
-        user_tags = []
-        for k, v in tags.items():
-            (text,) = tags_to_strings({k: v})
-            if k.startswith("seawall:") or len(text) > 60 or "/" in text or "," in text:
-                meta[k] = str(v)[:255]
-            else:
-                user_tags.append(text)
+        nova = []
+        marks = dict(tags)
         if a.get("guest_agent"):
-            meta["seawall:guest_agent"] = "true"
-        return meta, user_tags
+            marks["seawall:guest_agent"] = "true"
+        for k, v in marks.items():
+            (text,) = tags_to_strings({k: v})
+            if nova_tag_fits(text):
+                nova.append(text)
+            elif k.startswith("seawall:"):
+                nova.append(f"{k}={hashed(str(v))}")
+            else:
+                meta[k] = str(v)[:255]
+        return meta, sorted(nova)
 
     def _create_server(self, name: str, a: dict[str, Any], refs: Any, tags: dict[str, str]) -> str:
         meta, user_tags = self._server_tags(a, tags)
