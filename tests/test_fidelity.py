@@ -3,6 +3,7 @@ and the drift between two checkpoints of one workload."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from seawall.fidelity import Difference, compare, drift
@@ -279,3 +280,19 @@ def test_drift_labels_resources_that_share_a_name_by_id() -> None:
     b = Resource(K.PORT, "p2", "", {"mac_address": "2"})
     d = drift(ResourceGraph((a, b)), ResourceGraph((a, Resource(K.PORT, "p2", "", {}))))
     assert where(list(d.changed)) == ["port ~p2.mac_address"]
+
+
+def test_the_targets_default_group_may_keep_rules_of_its_own() -> None:
+    """The project's ``default`` group is reused: the source's rules must all be there,
+    the target's own extra rules are explained (never removed), not differences."""
+    rule: dict[str, Any] = {"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp"}
+    rule.update(port_range_min=22, port_range_max=22, remote_ip_prefix="10.0.0.0/8")
+    extra = {**rule, "port_range_min": 8443, "port_range_max": 8443}
+    want = Resource(ResourceKind.SECURITY_GROUP, "sg-a", "default", {"rules": [rule]})
+    got = Resource(ResourceKind.SECURITY_GROUP, "sg-b", "default", {"rules": [rule, extra]})
+    assert compare(want, got) == []
+    assert compare(want, Resource(ResourceKind.SECURITY_GROUP, "sg-b", "default", {"rules": []}))
+    other = Resource(ResourceKind.SECURITY_GROUP, "sg-a", "app", {"rules": [rule]})
+    assert [d.attribute for d in compare(other, dataclasses.replace(got, name="app"))] == [
+        "rules[ingress IPv4 tcp 8443 from 10.0.0.0/8]"
+    ]

@@ -317,8 +317,9 @@ def test_golden_stage_names() -> None:
         "boot:web",
         "healthy:web",
     ]
-    # the fidelity check comes once everything is up, before a drill's clean-up
-    assert stages["failover"] == [*recovery, "floating-ips", "verify", "fidelity"]
+    # the fidelity check comes once everything is up, before a drill's clean-up; a
+    # failover or migration then releases the marks kept where the user reads them
+    assert stages["failover"] == [*recovery, "floating-ips", "verify", "fidelity", "release"]
     assert stages["drill"] == [*recovery, "verify", "fidelity", "cleanup"]
     assert stages["migrate"] == [
         "fence",
@@ -327,6 +328,7 @@ def test_golden_stage_names() -> None:
         "floating-ips",
         "verify",
         "fidelity",
+        "release",
         "final-tidy",  # irreversible, so only once the recovery has succeeded
     ]
 
@@ -509,8 +511,8 @@ def test_failover_maps_keeps_tags_and_adds_floating_ips_last() -> None:
     port = steps["create-port:db-port"].args.attrs
     assert port["fixed_ips"] == ["10.0.2.10"]
     stages = [st.name for st in plan.stages]
-    assert stages[-3:] == ["floating-ips", "verify", "fidelity"]
-    names = [s.name for s in plan.stages[-3].steps]
+    assert stages[-4:] == ["floating-ips", "verify", "fidelity", "release"]
+    names = [s.name for s in plan.stages[-4].steps]
     assert names == ["create-floating_ip:web-fip"]
     for s in plan.steps():
         if s.task in ("CheckHealth", "VerifyVolume", "RunScript"):
@@ -949,3 +951,7 @@ def test_groups_that_name_each_other_are_created_then_linked() -> None:
     assert linked.args.refs["remote_groups"] == (f"id:security_group/{db_id}",)
     assert set(linked.requires) == {f"id:security_group/{app_id}", f"id:security_group/{db_id}"}
     assert steps["create-security_group:db"].args.attrs["rules"] == []
+    # the fidelity check expects what the link asked for: every rule of the group
+    (check,) = [s for s in plan.steps() if s.task == "VerifyFidelity"]
+    (app_expected,) = [e.resource for e in check.args.expected if e.resource.id == app_id]
+    assert len(app_expected.attrs["rules"]) == 2

@@ -142,6 +142,12 @@ class CloudDriver(Protocol):
     def guest_agent(self, server_id: str, command: str) -> None:
         """Run a guest-agent command (``fsfreeze-freeze`` / ``fsfreeze-thaw``)."""
 
+    def release(self, ref: ResourceRef) -> None:
+        """Remove the marks ``create`` left in fields the user reads (a kind with no tags
+        keeps its key where the user sees it while a recovery may still need to find it);
+        tags stay. Called once a recovery is done with them; "already gone" is success,
+        and a released resource is no longer found by its key."""
+
 
 #: ``factory(site) -> CloudDriver``
 CloudFactory = Callable[[Site], CloudDriver]

@@ -276,6 +276,15 @@ class VerifyFidelityArgs(StepArgs):
 
 
 @dataclass(frozen=True)
+class ReleaseMarksArgs(StepArgs):
+    """The last step of a failover or migration: every resource the run created on
+    ``site`` loses the marks its driver keeps where the user reads them."""
+
+    TASK: ClassVar[str] = "ReleaseMarks"
+    site: str
+
+
+@dataclass(frozen=True)
 class RunScriptArgs(StepArgs):
     TASK: ClassVar[str] = "RunScript"
     script: Script
@@ -319,6 +328,7 @@ ARGS: dict[str, type[StepArgs]] = {
         CheckHealthArgs,
         VerifyVolumeArgs,
         VerifyFidelityArgs,
+        ReleaseMarksArgs,
         RunScriptArgs,
         FenceServerArgs,
         CleanupDrillArgs,

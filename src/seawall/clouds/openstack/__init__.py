@@ -212,6 +212,9 @@ class OpenStackDriver:
     def power_on(self, server_id: str) -> None:
         self._restore.power_on(server_id)
 
+    def release(self, ref: ResourceRef) -> None:
+        self._restore.release(ref)
+
     def guest_agent(self, server_id: str, command: str) -> None:
         server = self.get(ResourceRef(K.SERVER, server_id))
         if server is None:

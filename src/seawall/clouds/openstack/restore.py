@@ -44,11 +44,13 @@ from seawall.clouds.schema import (
     remote_groups,
     user_attrs,
 )
-from seawall.clouds.tags import KEY_TAG, with_key
+from seawall.clouds.tags import KEY_TAG, RUN_TAG, WORKLOAD_TAG, with_key
 from seawall.errors import Conflict, InvalidInput, NotFound, PermanentError, SeawallError
 from seawall.model import Resource, ResourceKind, ResourceRef
 
 K = ResourceKind
+#: a volume's bookkeeping marks, removed once its recovery is done (:meth:`Restore.release`)
+RELEASED_MARKS = frozenset({KEY_TAG, RUN_TAG, WORKLOAD_TAG})
 log = logging.getLogger(__name__)
 #: the name of the security group Neutron gives every project (one per project)
 DEFAULT_GROUP = "default"
@@ -768,7 +770,8 @@ class Restore:
         user_tags = ",".join(sorted(k for k in tags if not k.startswith("seawall:")))
         if user_tags and len(user_tags) <= 255:
             meta[TAGS_META] = user_tags
-        meta[SIZE_META] = str(size)
+        if size % GiB:
+            meta[SIZE_META] = str(size)  # Cinder counts whole GiB
         body: dict[str, Any] = {"name": name, "size": math.ceil(size / GiB), "metadata": meta}
         if a.get("description"):
             body["description"] = str(a["description"])
@@ -895,6 +898,25 @@ class Restore:
             if status != "BUILD" or time.monotonic() > deadline:
                 return
             self.connection.wait(1)
+
+    # -- release --------------------------------------------------------------------------
+
+    def release(self, ref: ResourceRef) -> None:
+        """A volume's ``seawall:key``, ``seawall:run`` and ``seawall:workload`` leave its
+        metadata (Cinder has no tags, so they lived where the user reads them while the
+        recovery could still need to find the volume by its key). What encodes the
+        user's own data stays: ``seawall:size`` (a size that is not whole GiB) and
+        ``seawall:tags``. The other kinds keep their marks in tags: nothing to do."""
+        if ref.kind is not K.VOLUME:
+            return
+        try:
+            with self.connection.api(f"releasing {ref}"):
+                volume = self.conn.block_storage.get_volume(ref.id)
+                marks = [k for k in (volume.metadata or {}) if k in RELEASED_MARKS]
+                if marks:
+                    self.conn.block_storage.delete_volume_metadata(volume, keys=marks)
+        except NotFound:
+            return
 
     # -- delete ---------------------------------------------------------------------------
 

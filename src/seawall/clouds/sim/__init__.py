@@ -223,6 +223,10 @@ class SimDriver:
         takes each volume's journal lock first); ``fsfreeze-thaw`` resumes it."""
         self._servers.guest_agent(server_id, command, self.lock_timeout)
 
+    def release(self, ref: ResourceRef) -> None:
+        """Nothing to do: the sim keeps a resource's key and tags in fields of their own,
+        never in what its user reads."""
+
     def wait_for_status(self, ref: ResourceRef, status: str, timeout: float) -> Resource:
         """Poll until ``attrs["status"]`` is ``status`` (case-insensitive; resources
         without one count as ACTIVE; ``DELETED`` waits for it to be gone). A server that

@@ -45,6 +45,7 @@ from seawall.orchestrate.steps import (
     FenceServerArgs,
     LinkResourceArgs,
     MapResourceArgs,
+    ReleaseMarksArgs,
     RestoreImageArgs,
     RestoreVolumeArgs,
     RunScriptArgs,
@@ -339,6 +340,19 @@ def plan_recover(
         )
     )
     stages.append(fidelity_stage(target, stages))
+    if not drill:  # a drill's copies are removed at its end, marks and all
+        stages.append(
+            _stage(
+                "release",
+                [
+                    step(
+                        f"release-marks:{target}",
+                        ReleaseMarksArgs(target),
+                        requires=tuple(sorted(_created_symbols(stages))),
+                    )
+                ],
+            )
+        )
     if drill:
         stages.append(
             _stage(
@@ -364,14 +378,28 @@ def plan_recover(
     return FlowPlan(run_id, kind, title, (*prelude, *_stages(*stages), *epilogue))
 
 
+def _created_symbols(stages: Sequence[Stage | None]) -> set[str]:
+    """The ids the create steps of ``stages`` provide: a step that requires them all runs
+    after every copy exists."""
+    return {
+        s.provides
+        for st in stages
+        if st is not None
+        for s in st.steps
+        if isinstance(s.args, CreateResourceArgs) and s.provides
+    }
+
+
 def fidelity_stage(site: str, stages: Sequence[Stage | None]) -> Stage | None:
     """Compare every copy the ``stages`` create with what their create steps ask for,
     once everything is up (after the floating IPs and the volume verifications, before
     a drill's clean-up). The check requires every created or mapped copy's symbol: they
     are also the run's source -> target ids that refs compare through."""
     steps = [s for st in stages if st is not None for s in st.steps]
+    # a resource with a link step is expected as that step asks (its full rules)
+    linked = {s.args.key: s.args for s in steps if isinstance(s.args, LinkResourceArgs)}
     expected = tuple(
-        _expectation(s.name, s.args)
+        _expectation(s.name, linked.get(s.args.key, s.args))
         for s in steps
         if isinstance(s.args, CreateResourceArgs) and s.args.kind != K.PROJECT.value
     )
@@ -390,7 +418,7 @@ def fidelity_stage(site: str, stages: Sequence[Stage | None]) -> Stage | None:
     )
 
 
-def _expectation(step_name: str, args: CreateResourceArgs) -> Expectation:
+def _expectation(step_name: str, args: CreateResourceArgs | LinkResourceArgs) -> Expectation:
     """What a create step asks for, as a resource of the source (its id and refs).
 
     A project is never created (the copy lives in the target's scoped project), so no

@@ -15,7 +15,7 @@ from typing import Any
 
 from seawall.clouds import CloudDriver, Extent, ResourceSpec, SnapshotInfo
 from seawall.clouds.tags import KEY_TAG
-from seawall.errors import NotFound, VerificationFailed
+from seawall.errors import NotFound, SeawallError, VerificationFailed
 from seawall.fidelity import Difference, compare, describe
 from seawall.model import (
     CheckKind,
@@ -36,6 +36,7 @@ from seawall.orchestrate.steps import (
     FenceServerArgs,
     LinkResourceArgs,
     MapResourceArgs,
+    ReleaseMarksArgs,
     RestoreImageArgs,
     RestoreVolumeArgs,
     RunScriptArgs,
@@ -380,6 +381,34 @@ class VerifyFidelity(SeawallTask[VerifyFidelityArgs]):
         }
         ctx.note("fidelity", result)
         return result
+
+
+class ReleaseMarks(SeawallTask[ReleaseMarksArgs]):
+    """Once the recovery is done, every resource the run created at the site loses the
+    marks its driver kept where the user reads them (a Cinder volume's key in its
+    metadata). Best effort: a resource that cannot be released is named in the result
+    and an event, and the recovery stands — a mark is not worth a revert."""
+
+    def do(self, ctx: Context, args: ReleaseMarksArgs, deps: Deps) -> Any:
+        driver = ctx.rt.driver(args.site)
+        released, failed = 0, {}
+        for rec in ctx.rt.db.list_created(ctx.run_id):
+            if rec.site != args.site or rec.removed:
+                continue
+            try:
+                driver.release(ResourceRef(ResourceKind(rec.kind), rec.resource_id))
+                released += 1
+            except SeawallError as exc:
+                failed[f"{rec.kind}/{rec.resource_id}"] = str(exc)
+        if failed:
+            ctx.rt.db.add_event(
+                "release-failed",
+                f"{len(failed)} resource(s) keep seawall's marks in their metadata: "
+                + "; ".join(f"{k}: {v}" for k, v in sorted(failed.items())),
+                severity="warning",
+                run_id=ctx.run_id,
+            )
+        return {"released": released, "failed": failed}
 
 
 class RunScript(SeawallTask[RunScriptArgs]):
