@@ -232,6 +232,23 @@ def test_groups_that_name_each_other_are_linked_after_both_exist(harness: Harnes
     assert [r.id for r in app.refs["remote_groups"]] == [db.id]
 
 
+def test_release_leaves_what_the_user_set_and_tolerates_gone(harness: Harness) -> None:
+    """``release`` (the end of a recovery) takes seawall's marks out of fields the user
+    reads; the resource, its user attrs and its user tags are as they were."""
+    h = harness
+    vol = h.make(K.VOLUME, "rel-vol", {"size": 1 << 30, "metadata": {"backup": "nightly"}},
+                 tags={"tier": "db"})  # fmt: skip
+    h.driver.release(vol.ref)
+    h.driver.release(vol.ref)
+    got = h.driver.get(vol.ref)
+    assert got is not None
+    assert got.attrs.get("metadata") == {"backup": "nightly"}
+    assert got.tags.get("tier") == "db"
+    assert not [k for k in (got.attrs.get("metadata") or {}) if k.startswith("seawall:")]
+    h.driver.delete(vol.ref)
+    h.driver.release(vol.ref)  # already gone: success
+
+
 def test_runtime_attrs_of_a_spec_are_not_copied(harness: Harness) -> None:
     server = harness.make(
         K.SERVER,

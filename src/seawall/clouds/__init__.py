@@ -145,8 +145,9 @@ class CloudDriver(Protocol):
     def release(self, ref: ResourceRef) -> None:
         """Remove the marks ``create`` left in fields the user reads (a kind with no tags
         keeps its key where the user sees it while a recovery may still need to find it);
-        tags stay. Called once a recovery is done with them; "already gone" is success,
-        and a released resource is no longer found by its key."""
+        tags stay. Called once a recovery is done with them; "already gone" is success.
+        Afterwards ``find`` may no longer find it by its key (where the key lived in
+        such a field); everything the user set is as it was."""
 
 
 #: ``factory(site) -> CloudDriver``
