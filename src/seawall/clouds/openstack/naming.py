@@ -14,9 +14,11 @@ server              Nova tags ``seawall:<name>=<value>`` (key, run, workload, gu
                     a value a Nova tag cannot hold (over 60 characters, ``/`` or ``,``:
                     the key always) as ``~`` + its hash (:func:`hashed`); metadata holds
                     only the user's (and a user tag a Nova tag cannot hold)
-volume              metadata ``seawall:*`` (``seawall:size`` holds the byte size;
-                    ``seawall:tags`` names the keys that are tags; the rest of the
-                    user's keys are its metadata)
+volume              metadata ``seawall:key``/``run``/``workload`` while its recovery
+                    runs (Cinder has no tags), removed by its last step (``release``);
+                    ``seawall:size`` only for a size that is not whole GiB,
+                    ``seawall:tags`` only to name the keys that are the volume's tags;
+                    the rest of the metadata is the user's
 image               Glance tags ``seawall:<name>=<value>`` (key, run, workload, the source
                     data's md5); the properties are exactly the user's
 keypair             **none**: the captured name and exactly the captured public key
