@@ -22,8 +22,14 @@ from .test_conformance import KINDS, prerequisites
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.value)
 def test_a_created_resource_reads_back_as_its_spec(harness: Harness, kind: ResourceKind) -> None:
     attrs, refs = prerequisites(harness, kind)
-    name = f"f-{kind.value}"
-    spec = ResourceSpec(kind, name, harness.key(name), attrs, refs, {"app": "demo"})
+    # unique per run: keypairs, flavors and volume types keep their captured names now,
+    # and the lab is shared with other runs of this suite
+    name = f"f{harness.prefix[2:]}-{kind.value}"
+    # the kinds a driver keeps no marks on hold no tags either (OpenStack's keypairs,
+    # flavors, volume types and server groups have none)
+    unmarked = kind in harness.driver.capabilities().unmarked_kinds
+    tags = {} if unmarked else {"app": "demo"}
+    spec = ResourceSpec(kind, name, harness.key(name), attrs, refs, tags)
     created = harness.driver.create(spec)
     roles = ROLES.get(kind, {})
     asked = Resource(
@@ -36,4 +42,9 @@ def test_a_created_resource_reads_back_as_its_spec(harness: Harness, kind: Resou
     )
     got = harness.driver.get(created.ref)
     assert got is not None
-    assert [str(d) for d in compare(asked, got)] == []
+    differences = [str(d) for d in compare(asked, got)]
+    if kind is ResourceKind.SERVER and "image" not in refs:
+        # a server with neither an image nor a boot volume boots from the site's
+        # placeholder image on OpenStack; a recovery's fidelity check reports that
+        differences = [d for d in differences if ".refs.image:" not in d]
+    assert differences == []
