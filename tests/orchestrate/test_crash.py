@@ -57,7 +57,7 @@ PROTECT_STEPS = [
     "expire-snapshots:w",
     "apply-retention:w",
 ]
-FAILOVER_STEPS = [
+RECOVERY_STEPS = [
     "check-site:b",
     "create-network:net",
     "create-subnet:sn",
@@ -75,7 +75,8 @@ FAILOVER_STEPS = [
     "verify-volume:data",
     "verify-fidelity:b",
 ]
-DRILL_STEPS = [*FAILOVER_STEPS, "cleanup-drill:b"]
+FAILOVER_STEPS = [*RECOVERY_STEPS, "release-marks:b"]  # a drill's copies go, marks and all
+DRILL_STEPS = [*RECOVERY_STEPS, "cleanup-drill:b"]
 
 #: killed after the step's work, before TaskFlow recorded it: the step runs twice
 PROTECT_AFTER = ["freeze-server:db", "upload-volume:data", "commit-checkpoint:*"]
