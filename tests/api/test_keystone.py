@@ -10,6 +10,7 @@ identity URL) and ``SEAWALL_LAB_TENANTS``:
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,25 @@ def keystone_token(url: str, user: str, password: str, project: str, domain: str
         }
     }
     base = url.rstrip("/").removesuffix("/v3")
-    r = httpx.post(f"{base}/v3/auth/tokens", json=body, timeout=30)
-    r.raise_for_status()
-    return r.headers["X-Subject-Token"]
+    # Fernet tokens carry their issue time in whole seconds, and Keystone treats a token
+    # issued in the same second as a revocation event (a password change, a new role
+    # assignment just made by lab_tenants) as revoked. So a token is only handed out once
+    # Keystone itself accepts it; a token issued too early is replaced a second later.
+    deadline = time.monotonic() + 15
+    while True:
+        r = httpx.post(f"{base}/v3/auth/tokens", json=body, timeout=30)
+        r.raise_for_status()
+        token = r.headers["X-Subject-Token"]
+        check = httpx.get(
+            f"{base}/v3/auth/tokens",
+            headers={"X-Auth-Token": token, "X-Subject-Token": token},
+            timeout=30,
+        )
+        if check.status_code == 200:
+            return token
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Keystone does not accept its own token: {check.text}")
+        time.sleep(1.1)
 
 
 def lab_tenants() -> tuple[str, list[list[str]]]:
@@ -99,7 +116,9 @@ def test_keystone_projects_are_isolated(seawall_env: Any, tmp_path: Path) -> Non
             for i, token in enumerate(tokens):
                 h = {"X-Auth-Token": token}
                 mine, theirs = f"w{i}", f"w{1 - i}"
-                listed = client.get("/v1/workloads", headers=h).json()["items"]
+                r = client.get("/v1/workloads", headers=h)
+                assert r.status_code == 200, r.text
+                listed = r.json()["items"]
                 assert [w["name"] for w in listed] == [mine]
                 assert client.get(f"/v1/workloads/{mine}", headers=h).status_code == 200
                 assert client.get(f"/v1/workloads/{theirs}", headers=h).status_code == 404
