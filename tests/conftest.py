@@ -245,8 +245,35 @@ class Shop:
     def site_path(self, site: str) -> Path:
         return self.root / "sites" / site
 
-    def driver(self, site: str) -> Any:
-        return self.svc.driver(site)
+    def driver(self, site: str, project: str = "default") -> Any:
+        return self.svc.driver(site, project)
+
+    def deploy_ledger(self, project: str = "beta") -> str:
+        """A second tenant's application on site a: project ``project``'s own network and
+        a server ``db`` with a data volume (the name of one of shop's, in another
+        project). Returns the server's id."""
+        from seawall.clouds import ResourceSpec
+        from seawall.model import ResourceKind as K
+
+        d = self.driver("a", project)
+
+        def mk(kind: Any, name: str, attrs: Any = None, refs: Any = None) -> str:
+            spec = ResourceSpec(
+                kind, name, f"t/{project}/{kind.value}/{name}", attrs or {}, refs or {}
+            )
+            return str(d.create(spec).id)
+
+        net = mk(K.NETWORK, "net")
+        subnet = mk(K.SUBNET, "subnet", {"cidr": "10.31.0.0/24"}, {"network": (net,)})
+        port = mk(K.PORT, "db-port", {}, {"network": (net,), "subnet": (subnet,)})
+        data = mk(K.VOLUME, "db-data", {"size": MiB})
+        d.write_volume(data, 0, b"ledger" * 1000)
+        return mk(
+            K.SERVER,
+            "db",
+            {"hostname": "db"},
+            {"flavor": (mk(K.FLAVOR, "small"),), "ports": (port,), "volumes": (data,)},
+        )
 
     def add_sites(self, svc: Any, *, init: bool = True) -> None:
         svc.add_site(

@@ -11,6 +11,7 @@ Every error seawall raises on purpose derives from :class:`SeawallError`. The ed
     ├── TransientError                exit 6   retried with backoff (network, 5xx, lock busy)
     │   └── SiteUnavailable                    a site cannot be reached
     ├── PermanentError                exit 7   retrying will not help
+    │   ├── Forbidden                          valid caller, not allowed (HTTP 403)
     │   ├── Cancelled                          a run was cancelled by its user
     │   ├── StepTimeout                        a step passed its deadline
     │   └── VerificationFailed                 recovered data or health checks did not match
@@ -90,6 +91,13 @@ class PermanentError(SeawallError):
     """A failure that retrying will not cure."""
 
     exit_code = 7
+
+
+class Forbidden(PermanentError):
+    """The caller is known but not allowed to do this: it needs another role, or the site
+    holds no credentials to act for its project."""
+
+    http_status = 403
 
 
 class Cancelled(PermanentError):

@@ -218,6 +218,13 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
+#: The project of everything made without one: the CLI's workloads and the sim's
+#: resources created by an unscoped driver. On an OpenStack site it is the project of the
+#: site's own (operator) credentials; every other project needs credentials of its own
+#: there (``CloudDriver.for_project``).
+DEFAULT_PROJECT = "default"
+
+
 @dataclass(frozen=True)
 class Site:
     """One cloud endpoint: an OpenStack cloud (clouds.yaml entry) or an embedded sim site."""
@@ -709,7 +716,7 @@ class Workload:
     selector: Selector
     policy: str
     targets: tuple[str, ...] = ()
-    project: str = "default"
+    project: str = DEFAULT_PROJECT
 
     def __post_init__(self) -> None:
         check_name(self.name, "workload.name")
@@ -941,7 +948,7 @@ class Run:
     params: Mapping[str, Any] = field(default_factory=dict)
     result: Mapping[str, Any] = field(default_factory=dict)
     error: str = ""
-    project: str = "default"
+    project: str = DEFAULT_PROJECT
 
 
 def summarize_steps(steps: Iterable[Step]) -> dict[str, int]:

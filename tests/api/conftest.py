@@ -1,7 +1,7 @@
 """The API in-process (FastAPI's TestClient) over the ``shop`` world of tests/conftest.py.
 
-Two tenants: project ``default`` owns ``shop``; project ``beta`` owns ``ledger`` (the
-same servers selected under another name, bronze policy); plus an admin token.
+Two tenants: project ``default`` owns ``shop``; project ``beta`` owns ``ledger`` (its own
+server ``db`` on site a, ``Shop.deploy_ledger``; bronze policy); plus an admin token.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class Api:
 @pytest.fixture
 def api(shop: Any) -> Iterator[Api]:
     svc = shop.svc
+    shop.deploy_ledger("beta")
     svc.create_workload("ledger", "a", Selector.parse("members:db"), "bronze", ["b"], "beta")
     tokens = LocalTokens(svc.home)
     issued = {

@@ -22,6 +22,7 @@ from seawall.api.app import create_app
 from seawall.api.auth import Authenticator, KeystoneTokens, LocalTokens
 from seawall.model import Selector
 from seawall.service import Service
+from seawall_lab.tenants import ensure_tenant
 
 pytestmark = pytest.mark.lab
 
@@ -78,23 +79,9 @@ def lab_tenants() -> tuple[str, list[list[str]]]:
     config = openstack.config.OpenStackConfig(config_files=[clouds_yaml])
     conn = openstack.connection.Connection(config=config.get_one(cloud=cloud))
     try:
-        identity = conn.identity
-        member = identity.find_role("member", ignore_missing=False)
         creds = []
         for i in (1, 2):
-            name, password = f"seawall-tenant-{i}", f"tenant-{i}-secret"
-            project = identity.find_project(name, domain_id="default") or (
-                identity.create_project(name=name, domain_id="default")
-            )
-            user = identity.find_user(name, domain_id="default")
-            if user is None:
-                user = identity.create_user(
-                    name=name, password=password, domain_id="default",
-                    default_project_id=project.id,
-                )  # fmt: skip
-            else:
-                identity.update_user(user, password=password)
-            identity.assign_project_role_to_user(project, user, member)
+            name, password = ensure_tenant(conn, i)
             creds.append([name, password, name, "Default"])
         url = conn.session.get_endpoint(service_type="identity", interface="public")
     finally:

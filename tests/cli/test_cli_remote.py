@@ -96,6 +96,7 @@ def error_line(r: subprocess.CompletedProcess[str], code: int, *phrases: str) ->
 def world(shop_module: Any) -> Iterator[World]:
     shop = shop_module
     svc = shop.svc
+    shop.deploy_ledger("beta")
     svc.create_workload("ledger", "a", Selector.parse("members:db"), "bronze", ["b"], "beta")
     protect = svc.protect("shop")
     assert protect.state.value == "succeeded", shop.explain(protect)
@@ -231,7 +232,9 @@ def test_drill_through_the_api_completes_and_reports_like_local_mode(world: Worl
 
 def test_a_failed_preflight_comes_back_with_its_problems_and_exit_code(world: World) -> None:
     r = world.remote("alpha", "failover", "shop", "--target", "b", "--checkpoint", "cp-missing")
-    error_line(r, errors.PreflightFailed.exit_code, "checkpoint cp-missing unreadable at b")
+    error_line(
+        r, errors.PreflightFailed.exit_code, "checkpoint cp-missing of shop is not at site b"
+    )
     assert r.stdout == ""
 
 

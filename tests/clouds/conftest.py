@@ -54,6 +54,10 @@ class Harness:
     def limit_quotas(self, **limits: int) -> None:
         pytest.skip(f"{self.name}: cannot set quotas from a test")
 
+    def other_project(self) -> CloudDriver:
+        """The same site as another project sees it (``CloudDriver.for_project``)."""
+        pytest.skip(f"{self.name}: no second project to act as")
+
     def app_command(self, role: str, requires: str = "", wait: float = 20.0) -> list[str]:
         """The argv of a sample-workload server, or skip if servers cannot run one."""
         if not self.driver.capabilities().live_servers:
@@ -137,6 +141,9 @@ class SimHarness(Harness):
     def limit_quotas(self, **limits: int) -> None:
         (self.path / "quotas.json").write_text(json.dumps(limits))
 
+    def other_project(self) -> CloudDriver:
+        return self.driver.for_project(f"{self.prefix}-other")
+
     def close(self) -> None:
         destroy_site(self.path)
 
@@ -160,7 +167,21 @@ class OpenStackHarness(Harness):  # pragma: no cover - needs the lab
         ):
             if os.environ.get(env):
                 params[param] = os.environ[env]
+        self.params = params
         self.driver = open_site(Site("lab", "openstack", params))
+
+    def other_project(self) -> CloudDriver:
+        """The lab's tenant project (a member user of its own), through the params an
+        operator gives a site for a tenant: ``project.<name>.cloud``."""
+        clouds_yaml = os.environ.get("SEAWALL_LAB_CLOUDS_YAML")
+        if not clouds_yaml:
+            pytest.skip("openstack: SEAWALL_LAB_CLOUDS_YAML names no clouds.yaml")
+        from seawall_lab.tenants import tenant_cloud
+
+        project, entry, path = tenant_cloud(self.params["cloud"], clouds_yaml, 1)
+        params = {**self.params, f"project.{project}.cloud": entry}
+        params[f"project.{project}.clouds_yaml"] = path
+        return open_site(Site("lab", "openstack", params)).for_project(project)
 
     def close(self) -> None:
         unmarked = self.driver.capabilities().unmarked_kinds

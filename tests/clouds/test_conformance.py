@@ -597,6 +597,48 @@ def test_image_upload_download_and_volume_from_image(harness: Harness) -> None:
     assert covers(d.changed_extents(snap.id, None), [(0, len(payload))])
 
 
+# -- the tenant boundary ---------------------------------------------------------------------
+
+
+def test_another_project_sees_and_touches_nothing_of_this_one(harness: Harness) -> None:
+    """``for_project``: a project's driver lists, finds, selects, fences, snapshots, reads
+    and deletes nothing of another project's, and cannot build on its resources; to it
+    they do not exist (the attack of issue 12: a workload of project B selecting A's
+    servers and powering them off)."""
+    h, mine = harness, harness.driver
+    net, _ = h.network("own", "10.70.0.0/24")
+    vol = h.make(K.VOLUME, "own-vol", {"size": 1 << 20})
+    mine.write_volume(vol.id, 0, b"tenant-a" * 512)
+    snap = mine.create_snapshot(vol.id, h.key("own-snap"))
+    server = h.server("own-srv", networks=(net,), tags={"app": h.prefix})
+    mine.wait_for_status(server.ref, "ACTIVE", 60)
+    theirs = h.other_project()
+
+    own_ids = {net.id, vol.id, server.id}
+    assert own_ids.isdisjoint(r.id for r in theirs.list_resources())
+    assert all(theirs.get(r) is None for r in (net.ref, vol.ref, server.ref))
+    assert theirs.find(K.VOLUME, h.key("own-vol")) is None
+    selected = theirs.discover(Selector.parse(f"tag:app={h.prefix}"))
+    assert own_ids.isdisjoint(r.id for r in selected.resources)
+    with pytest.raises(NotFound):
+        theirs.power_off(server.id)
+    with pytest.raises(NotFound):
+        theirs.create_snapshot(vol.id, h.key("their-snap"))
+    with pytest.raises(NotFound):
+        theirs.read_snapshot(snap.id, 0, 4096)
+    with pytest.raises((InvalidInput, NotFound)):
+        theirs.create(
+            ResourceSpec(K.PORT, "their-port", h.key("their-port"), {}, {"network": (net.id,)})
+        )
+    theirs.delete(vol.ref)  # "already gone", as far as it knows: nothing happens
+    theirs.delete(server.ref)
+
+    assert mine.get(vol.ref) is not None
+    assert mine.wait_for_status(server.ref, "ACTIVE", 5).attrs["status"] == "ACTIVE"
+    assert mine.read_snapshot(snap.id, 0, 8) == b"tenant-a"
+    assert mine.find(K.PORT, h.key("their-port")) is None
+
+
 # -- servers ---------------------------------------------------------------------------------
 
 

@@ -96,6 +96,15 @@ class CloudDriver(Protocol):
 
     def capabilities(self) -> DriverCapabilities: ...
 
+    def for_project(self, project: str) -> CloudDriver:
+        """This site as seen by ``project``: a driver that lists, selects, changes and
+        reads only that project's resources and creates what it creates there (the
+        tenant boundary; ``model.DEFAULT_PROJECT`` is the driver itself). A resource of
+        another project is, to it, a resource that does not exist. Raises
+        :class:`~seawall.errors.Forbidden` when the site holds no means to act for
+        ``project`` (no credentials scoped to it)."""
+        ...
+
     def ping(self) -> None:
         """Raise SiteUnavailable if the site cannot be used."""
 

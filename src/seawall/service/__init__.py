@@ -29,6 +29,7 @@ from seawall.clouds import CloudDriver
 from seawall.db import StateStore
 from seawall.fidelity import Drift
 from seawall.model import (
+    DEFAULT_PROJECT,
     Checkpoint,
     Policy,
     RecoveryPlan,
@@ -83,8 +84,9 @@ class Service:
     def site(self, name: str) -> Site:
         return self.handles.site(name)
 
-    def driver(self, site: str) -> CloudDriver:
-        return self.handles.driver(site)
+    def driver(self, site: str, project: str = DEFAULT_PROJECT) -> CloudDriver:
+        """The site's driver as ``project`` sees it (``CloudDriver.for_project``)."""
+        return self.handles.driver(site, project)
 
     def repository(self, site: str) -> Repository:
         return self.handles.repository(site)

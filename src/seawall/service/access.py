@@ -14,14 +14,17 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from seawall.errors import NotFound, SeawallError
+from seawall.errors import Forbidden, NotFound
 from seawall.model import Run, Workload
 
-
-class Forbidden(SeawallError):
-    """The token is valid but not allowed to do this (it needs the admin role)."""
-
-    http_status = 403
+__all__ = [
+    "Forbidden",
+    "require_admin",
+    "sees",
+    "visible_run",
+    "visible_workload",
+    "visible_workloads",
+]
 
 
 class Caller(Protocol):

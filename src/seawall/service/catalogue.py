@@ -154,7 +154,7 @@ class Catalogue:
 
     def resolve(self, workload: Workload) -> ResourceGraph:
         """The workload's graph as it is now on its site (selectors are re-resolved)."""
-        graph = self.handles.driver(workload.site).discover(workload.selector)
+        graph = self.handles.driver(workload.site, workload.project).discover(workload.selector)
         if not graph.of_kind(ResourceKind.SERVER) and not graph.of_kind(ResourceKind.VOLUME):
             raise InvalidInput(
                 f"the selector matches nothing at site {workload.site}", field="workload.selector"

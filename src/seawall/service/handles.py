@@ -17,7 +17,7 @@ from seawall import passphrases
 from seawall.clouds import CloudDriver, open_site
 from seawall.db import StateStore
 from seawall.errors import InvalidInput
-from seawall.model import Site
+from seawall.model import DEFAULT_PROJECT, Site
 from seawall.repo import Repository
 from seawall.storage import open_storage
 
@@ -63,11 +63,18 @@ class Handles:
     def site(self, name: str) -> Site:
         return self._db.get_site(name)
 
-    def driver(self, site: str) -> CloudDriver:
+    def driver(self, site: str, project: str = DEFAULT_PROJECT) -> CloudDriver:
+        """The site's driver as ``project`` sees it (``CloudDriver.for_project``): a
+        workload's discovery, fencing and recovery act only inside its own project."""
         with self._lock:
             if site not in self._drivers:
                 self._drivers[site] = open_site(self.site(site))
-            return self._drivers[site]
+            if project == DEFAULT_PROJECT:
+                return self._drivers[site]
+            key = f"{site}\0{project}"
+            if key not in self._drivers:
+                self._drivers[key] = self._drivers[site].for_project(project)
+            return self._drivers[key]
 
     def repository(self, site: str) -> Repository:
         with self._lock:
@@ -81,7 +88,8 @@ class Handles:
     def forget(self, site: str) -> None:
         """Drop cached driver/repository objects (after a site was rebuilt or removed)."""
         with self._lock:
-            self._drivers.pop(site, None)
+            for key in [k for k in self._drivers if k == site or k.startswith(f"{site}\0")]:
+                self._drivers.pop(key)
             repo = self._repos.pop(site, None)
             if repo is not None:
                 repo.close()

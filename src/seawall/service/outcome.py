@@ -233,7 +233,7 @@ class Outcome:
         out = []
         for rec in self.db.list_created(run.id):
             if rec.kind == ResourceKind.SERVER.value and not rec.removed:
-                r = self.handles.driver(rec.site).get(
+                r = self.handles.driver(rec.site, run.project).get(
                     ResourceRef(ResourceKind.SERVER, rec.resource_id)
                 )
                 if r is not None:

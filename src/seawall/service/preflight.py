@@ -12,6 +12,7 @@ mappings and quotas to fix too, not only the first problem.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from seawall.errors import (
     Conflict,
     InvalidInput,
     KeyMissing,
+    NotFound,
     PreflightFailed,
     SeawallError,
     UnsupportedVersion,
@@ -55,12 +57,12 @@ def target_site(cat: Catalogue, workload: Workload, target: str | None) -> str:
 
 
 def target_inventory(
-    cat: Catalogue, target: str
+    cat: Catalogue, target: str, project: str
 ) -> tuple[dict[str, frozenset[str]], Mapping[str, int]]:
-    """The target's resource names by kind and its quotas ({} each if it does not answer:
-    the unreachable site is reported on its own)."""
+    """The target's resource names by kind and its quotas as ``project`` sees them ({} each
+    if it does not answer: the unreachable site is reported on its own)."""
     try:
-        driver = cat.handles.driver(target)
+        driver = cat.handles.driver(target, project)
         names = {k.value: frozenset(r.name for r in driver.list_resources(k)) for k in ResourceKind}
         return names, driver.quotas()
     except SeawallError:
@@ -77,7 +79,7 @@ def plan_problems(
 ) -> RecoveryPlan:
     """Add the recovery plan's problems against ``cp`` and the target to ``problems``."""
     plan = cat.recovery_plan(workload, target, cp.graph)
-    names, quotas = target_inventory(cat, target)
+    names, quotas = target_inventory(cat, target, workload.project)
     problems += recovery_problems(
         checkpoint=cp, plan=plan, target_names=names, quotas=quotas, mode=mode
     )
@@ -90,7 +92,10 @@ def known_checkpoint(
     """What the state database knows of a checkpoint (or of the newest one)."""
     try:
         if checkpoint_id:
-            return cat.db.get_checkpoint(checkpoint_id)
+            named = cat.db.get_checkpoint(checkpoint_id)
+            if named.workload == workload.name:
+                return named
+            return None  # another workload's: nothing of it is planned against
     except SeawallError:
         pass
     cps = cat.db.list_checkpoints(workload=workload.name)
@@ -124,9 +129,28 @@ def protect_back(cat: Catalogue, workload: Workload, target: str | None) -> Chec
     if not workload.targets:
         raise Conflict(f"workload {workload.name} has no site to protect back to")
     for t in workload.targets:
-        cat.handles.driver(t).ping()
+        cat.handles.driver(t, workload.project).ping()
         cat.handles.repository(t)
     return Checked()
+
+
+def _named_checkpoint(
+    cat: Catalogue, workload: Workload, target: str, checkpoint_id: str, problems: list[str]
+) -> Checkpoint | None:
+    """The checkpoint ``checkpoint_id`` at ``target`` if it is one of ``workload``'s. One
+    of another workload (of another project, say) is answered exactly as a missing one:
+    a recovery never starts from data that is not the workload's own, and the answer does
+    not tell whether the id exists."""
+    cp: Checkpoint | None = None
+    with contextlib.suppress(NotFound):
+        cp = load(Checkpoint, cat.handles.repository(target).load_manifest(checkpoint_id).body)
+    if cp is None or cp.workload != workload.name:
+        problems.append(
+            f"checkpoint {checkpoint_id} of {workload.name} is not at site {target}; "
+            f"`seawall checkpoint list --workload {workload.name}` lists them"
+        )
+        return None
+    return cp
 
 
 def _recovery_checkpoint(
@@ -136,8 +160,7 @@ def _recovery_checkpoint(
     problem) when there is none or it cannot be read."""
     try:
         if checkpoint_id:
-            repo = cat.handles.repository(target)
-            return load(Checkpoint, repo.load_manifest(checkpoint_id).body)
+            return _named_checkpoint(cat, workload, target, checkpoint_id, problems)
         cp = cat.latest_checkpoint(workload.name, target) or next(
             iter(cat.catalogue(target, workload.name)), None
         )
@@ -166,7 +189,7 @@ def recover(
     tgt = target_site(cat, workload, tgt)
     problems: list[str] = []
     try:
-        cat.handles.driver(tgt).ping()
+        cat.handles.driver(tgt, workload.project).ping()
     except SeawallError as exc:
         problems.append(f"target site {tgt}: {exc}")
     cp = _recovery_checkpoint(cat, workload, tgt, checkpoint_id, problems)
@@ -190,7 +213,7 @@ def migrate(cat: Catalogue, workload: Workload, target: str | None) -> Checked:
     problems: list[str] = []
     for s in (workload.site, tgt):
         try:
-            cat.handles.driver(s).ping()
+            cat.handles.driver(s, workload.project).ping()
             cat.handles.repository(s)
         except (WrongPassphrase, KeyMissing):
             raise

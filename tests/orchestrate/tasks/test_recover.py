@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from seawall.clouds import ResourceSpec
 from seawall.clouds.tags import KEY_TAG
-from seawall.model import Resource, ResourceKind, ResourceRef
+from seawall.model import DEFAULT_PROJECT, Resource, ResourceKind, ResourceRef
 from seawall.orchestrate.plans import StepSpec
 from seawall.orchestrate.steps import CreateResourceArgs
 from seawall.orchestrate.tasks.base import Context
@@ -45,6 +46,9 @@ class Journal:
 
     def list_created(self, run_id: str) -> list[Row]:
         return list(self.rows)
+
+    def get_run(self, run_id: str) -> Any:
+        return SimpleNamespace(id=run_id, project=DEFAULT_PROJECT)  # whose the steps act for
 
     def mark_removed(self, run_id: str, kind: str, rid: str) -> None:
         gone = (kind, rid)
@@ -86,7 +90,8 @@ class Runtime:
     db: Journal
     the_driver: Driver
 
-    def driver(self, site: str) -> Driver:
+    def driver(self, site: str, project: str = DEFAULT_PROJECT) -> Driver:
+        assert project == DEFAULT_PROJECT
         return self.the_driver
 
     def repository(self, site: str) -> Any:

@@ -6,6 +6,14 @@ data path), ``rbd_pool`` (default ``volumes``), ``rbd_user`` (default ``admin``)
 ``timeout`` (seconds a create may wait, default 300) and ``placeholder_image`` (an image
 to boot servers that have neither an image nor a volume).
 
+The tenant boundary (:meth:`OpenStackDriver.for_project`): the site's own credentials
+(``cloud``) are the operator's and act for seawall's default project only. A workload of
+any other project acts only with credentials scoped to that project, named by the site's
+params ``project.<project>.cloud`` (a clouds.yaml entry: best a Keystone application
+credential the tenant created in its project) and optionally ``project.<project>.clouds_yaml``;
+the driver checks on connecting that they are scoped to that project. A project the site
+holds no credentials for is refused (Forbidden), never served with the operator's view.
+
 Resources use the driver-neutral schema of :mod:`seawall.clouds.schema` (DESIGN.md §4):
 volume ``size`` is in bytes (the Cinder volume is that rounded up to GiB, and the exact
 size is kept in the volume's metadata), ports carry plain ``fixed_ips`` strings, etc.
@@ -34,6 +42,7 @@ The parts, each over the one :class:`~.connection.CloudConnection`:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -57,8 +66,16 @@ from seawall.clouds.openstack.restore import Restore
 from seawall.clouds.openstack.snapshots import Snapshots
 from seawall.clouds.schema import RUNTIME_ATTRS
 from seawall.clouds.tags import KEY_TAG
-from seawall.errors import InvalidInput, NotFound, PermanentError, SiteUnavailable
-from seawall.model import Resource, ResourceGraph, ResourceKind, ResourceRef, Selector, Site
+from seawall.errors import Forbidden, InvalidInput, NotFound, PermanentError, SiteUnavailable
+from seawall.model import (
+    DEFAULT_PROJECT,
+    Resource,
+    ResourceGraph,
+    ResourceKind,
+    ResourceRef,
+    Selector,
+    Site,
+)
 
 __all__ = [
     "KEY_COMMENT",
@@ -79,6 +96,22 @@ __all__ = [
 
 K = ResourceKind
 
+#: site params ``project.<project>.<param>``: the credentials of one tenant project
+PROJECT_PARAMS = "project."
+
+
+def project_params(params: Mapping[str, str], project: str) -> dict[str, str]:
+    """The site's params as ``project`` acts with them: the site's own without any
+    project's credentials, then that project's ``cloud`` / ``clouds_yaml`` over them.
+    Empty when the site holds no credentials for ``project``."""
+    prefix = f"{PROJECT_PARAMS}{project}."
+    own = {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
+    if not own.get("cloud"):
+        return {}
+    shared = {k: v for k, v in params.items() if not k.startswith(PROJECT_PARAMS)}
+    shared.pop("clouds_yaml", None)
+    return {**shared, **{k: v for k, v in own.items() if k in ("cloud", "clouds_yaml")}}
+
 
 class OpenStackDriver:
     """CloudDriver V1 over one OpenStack project (see the module docstring).
@@ -91,8 +124,10 @@ class OpenStackDriver:
 
     site: Site
 
-    def __init__(self, site: Site) -> None:
+    def __init__(self, site: Site, *, project: str = DEFAULT_PROJECT) -> None:
         self.site = site
+        #: the project this driver acts for; its credentials must be scoped to it
+        self.project = project
         p = site.params
         self.cloud = str(p.get("cloud") or "")
         if not self.cloud:
@@ -103,7 +138,12 @@ class OpenStackDriver:
         self.rbd_user = str(p.get("rbd_user", "admin"))
         self.timeout = float(p.get("timeout", 300))
         self.placeholder_image = str(p.get("placeholder_image", ""))
-        self.connection = CloudConnection(site, self.cloud, self.clouds_yaml)
+        self.connection = CloudConnection(
+            site,
+            self.cloud,
+            self.clouds_yaml,
+            expect_project=None if project == DEFAULT_PROJECT else project,
+        )
         self._rbd = RbdPool(site, self.ceph_conf, self.rbd_pool, self.rbd_user)
         self._discovery = Discovery(self.connection)
         self._restore = Restore(
@@ -118,6 +158,23 @@ class OpenStackDriver:
         self._images = Images(self.connection, self._discovery, timeout=self.timeout)
 
     # -- site ---------------------------------------------------------------------------
+
+    def for_project(self, project: str) -> OpenStackDriver:
+        """A driver acting with ``project``'s own credentials at this site (see the module
+        docstring); Forbidden when the site holds none."""
+        if project == self.project:
+            return self
+        operator = self.project == DEFAULT_PROJECT  # a tenant's driver acts for it alone
+        params = project_params(self.site.params, project) if operator else {}
+        if not params:
+            raise Forbidden(
+                f"openstack site {self.site.name!r} holds no credentials for project "
+                f"{project!r}: seawall acts for a tenant only with credentials scoped to its "
+                f"project (an operator adds them with `seawall site add ... --param "
+                f"project.{project}.cloud=ENTRY`, ENTRY a clouds.yaml entry such as an "
+                "application credential of that project)"
+            )
+        return OpenStackDriver(dataclasses.replace(self.site, params=params), project=project)
 
     @property
     def conn(self) -> Any:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from seawall.errors import (
     Conflict,
+    Forbidden,
     InvalidInput,
     NotFound,
     PermanentError,
@@ -38,10 +39,15 @@ class CloudConnection:
     """One openstacksdk connection to a site's cloud (opened on first use), shared by the
     driver's parts; every API call goes through :meth:`api` or :meth:`call`."""
 
-    def __init__(self, site: Site, cloud: str, clouds_yaml: str | None) -> None:
+    def __init__(
+        self, site: Site, cloud: str, clouds_yaml: str | None, *, expect_project: str | None = None
+    ) -> None:
         self.site = site
         self.cloud = cloud
         self.clouds_yaml = clouds_yaml
+        #: a tenant's credentials must be scoped to its project (by name or id): checked
+        #: on connecting, so a wrong clouds.yaml entry never acts in another project
+        self.expect_project = expect_project
         self._conn: Any = None
         self._lock = threading.Lock()
         #: seconds spent inside cloud API calls and waiting for the cloud (status polls,
@@ -74,7 +80,27 @@ class CloudConnection:
                 f"openstack site {self.site.name!r}: cloud {self.cloud!r} is not usable from "
                 f"{where}: {exc}"
             ) from None
-        return openstack.connection.Connection(config=region)
+        conn = openstack.connection.Connection(config=region)
+        if self.expect_project:
+            self._check_scope(conn, self.expect_project)
+        return conn
+
+    def _check_scope(self, conn: Any, project: str) -> None:
+        """Forbidden unless the token of ``conn`` is scoped to ``project``."""
+        try:
+            access = conn.session.auth.get_access(conn.session)
+            scoped = {str(access.project_id or ""), str(access.project_name or "")} - {""}
+        except Exception as exc:
+            raise SiteUnavailable(
+                f"openstack site {self.site.name!r}: cannot authenticate as cloud "
+                f"{self.cloud!r} for project {project!r}: {exc}"
+            ) from None
+        if project not in scoped:
+            raise Forbidden(
+                f"openstack site {self.site.name!r}: the credentials of project {project!r} "
+                f"(cloud {self.cloud!r}) are scoped to {sorted(scoped) or 'no project'}; give "
+                "that project's own (an application credential created in it)"
+            )
 
     @contextlib.contextmanager
     def api(self, what: str) -> Iterator[None]:

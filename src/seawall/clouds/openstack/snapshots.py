@@ -121,12 +121,17 @@ class Snapshots:
             self.connection.wait(0.5)
 
     def list_snapshots(self, volume_id: str) -> list[SnapshotInfo]:
+        """The volume's snapshots, oldest first; NotFound for a volume this project does
+        not see. Filtered here, not by Cinder: its default resource filters refuse
+        ``volume_id`` from a project member ("Invalid filters volume_id")."""
+        size = self._volume_size(volume_id)
         snaps = self.connection.call(
             f"listing snapshots of {volume_id}",
-            lambda: list(self.conn.block_storage.snapshots(details=True, volume_id=volume_id)),
+            lambda: list(self.conn.block_storage.snapshots(details=True)),
         )
-        live = [s for s in snaps if s.status in ("available", "creating")]
-        size = self._volume_size(volume_id) if live else 0
+        live = [
+            s for s in snaps if s.volume_id == volume_id and s.status in ("available", "creating")
+        ]
         infos = [self._snapshot_info(s, size) for s in live]
         return sorted(infos, key=lambda s: (s.created_at, s.id))
 

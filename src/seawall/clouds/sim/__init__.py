@@ -54,12 +54,20 @@ from seawall.clouds.sim import processes
 from seawall.clouds.sim.journal import VolumeWriter, journal_path_for
 from seawall.clouds.sim.resources import Resources
 from seawall.clouds.sim.servers import ACTIVE, BUILD, ERROR, SHUTOFF, Servers, server_status
-from seawall.clouds.sim.store import FORMAT_VERSION, SiteStore, Stored
+from seawall.clouds.sim.store import FORMAT_VERSION, SiteStore, Stored, owner
 from seawall.clouds.sim.volumes import Volumes
 from seawall.clouds.tags import KEY_TAG
 from seawall.clouds.waiting import wait_for_status
-from seawall.errors import Conflict, InvalidInput, PermanentError, SeawallError
-from seawall.model import Resource, ResourceGraph, ResourceKind, ResourceRef, Selector, Site
+from seawall.errors import Conflict, InvalidInput, NotFound, PermanentError, SeawallError
+from seawall.model import (
+    DEFAULT_PROJECT,
+    Resource,
+    ResourceGraph,
+    ResourceKind,
+    ResourceRef,
+    Selector,
+    Site,
+)
 
 __all__ = [
     "ACTIVE",
@@ -86,6 +94,10 @@ class SimDriver:
     ``clock`` and ``new_id`` are injectable so tests can be reproducible; ``stop_grace``
     is how long ``power_off`` waits after SIGTERM before SIGKILL; ``lock_timeout`` bounds
     how long a snapshot or freeze waits for in-flight writes.
+
+    ``project`` is the tenant boundary (:meth:`for_project`): every row records the
+    project that made it, and a driver sees, changes and reads only its own project's
+    resources, volumes, snapshots and images; another project's are, to it, missing.
     """
 
     site: Site
@@ -99,17 +111,71 @@ class SimDriver:
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         stop_grace: float = 5.0,
         lock_timeout: float = 30.0,
+        project: str = DEFAULT_PROJECT,
     ) -> None:
+        if not project:
+            raise InvalidInput("a project is required", field="project")
         self.site = site
         self.path = Path(path).resolve()
         self.clock = clock
         self.new_id = new_id
         self.stop_grace = stop_grace
         self.lock_timeout = lock_timeout
+        self.project = project
         self._store = SiteStore(site, self.path)
         self._volumes = Volumes(self._store, clock, new_id)
-        self._resources = Resources(self._store, self._volumes, clock, new_id)
+        self._resources = Resources(self._store, self._volumes, clock, new_id, project)
         self._servers = Servers(self._store)
+        #: (kind, id) already found to be this project's: a row never changes project, so
+        #: the per-chunk calls (read_snapshot) check ownership once, not per call
+        self._owned: set[tuple[str, str]] = set()
+
+    def for_project(self, project: str) -> SimDriver:
+        """The same site directory, seen by ``project`` (the sim needs no credentials:
+        its boundary is the project recorded on each row)."""
+        if project == self.project:
+            return self
+        return SimDriver(
+            self.site,
+            self.path,
+            clock=self.clock,
+            new_id=self.new_id,
+            stop_grace=self.stop_grace,
+            lock_timeout=self.lock_timeout,
+            project=project,
+        )
+
+    # -- the tenant boundary ------------------------------------------------------------
+
+    def _mine(self, row: Stored) -> bool:
+        return owner(row) == self.project
+
+    def _own(self, kind: ResourceKind, id_: str) -> None:
+        """NotFound, in the words of a missing one, unless ``id_`` is this project's."""
+        if (kind.value, id_) in self._owned:
+            return
+        with self._store.tx() as con:
+            row = self._store.row(con, kind, id_)
+        if row is None or not self._mine(row):
+            raise NotFound(f"{kind.value} {id_!r} does not exist on site {self.site.name!r}")
+        self._owned.add((kind.value, id_))
+
+    def _own_snapshot(self, snapshot_id: str, what: str = "snapshot") -> None:
+        """A snapshot is its volume's project's; a missing one is left to the call."""
+        if ("snapshot", snapshot_id) in self._owned:
+            return
+        with self._store.tx() as con:
+            found = con.execute(
+                "SELECT volume_id FROM snapshots WHERE id = ?", (snapshot_id,)
+            ).fetchone()
+        if found is None:
+            return
+        try:
+            self._own(K.VOLUME, str(found[0]))
+        except NotFound:
+            site = self.site.name
+            raise NotFound(f"{what} {snapshot_id!r} does not exist on site {site!r}") from None
+        self._owned.add(("snapshot", snapshot_id))
 
     # -- site ---------------------------------------------------------------------------
 
@@ -129,8 +195,10 @@ class SimDriver:
     # -- reading ------------------------------------------------------------------------
 
     def _materialize(self, con: sqlite3.Connection, rows: list[Stored]) -> list[Resource]:
-        """Rows -> Resources, with the runtime attrs (status, access_address) filled in."""
+        """This project's rows -> Resources, with the runtime attrs (status,
+        access_address) filled in; other projects' rows are left out."""
         store = self._store
+        rows = [r for r in rows if self._mine(r)]
         procs = store.procs(con) if any(r.kind is K.SERVER for r in rows) else {}
         attached: set[str] = set()
         if any(r.kind is K.VOLUME for r in rows):
@@ -164,12 +232,14 @@ class SimDriver:
     def get(self, ref: ResourceRef) -> Resource | None:
         with self._store.tx() as con:
             row = self._store.row(con, ref.kind, ref.id)
-            return self._materialize(con, [row])[0] if row else None
+            found = self._materialize(con, [row]) if row else []
+            return found[0] if found else None
 
     def find(self, kind: ResourceKind, key: str) -> Resource | None:
         with self._store.tx() as con:
             rows = self._store.rows(con, "kind = ? AND key = ?", kind.value, key)
-            return self._materialize(con, rows)[0] if rows else None
+            found = self._materialize(con, rows)
+            return found[0] if found else None
 
     def discover(self, selector: Selector) -> ResourceGraph:
         """Selected servers, everything they reference, routers on included subnets and
@@ -189,6 +259,11 @@ class SimDriver:
         kind = ResourceKind(spec.kind)
         with self._store.tx(write=True) as con:
             existing = self._store.rows(con, "kind = ? AND key = ?", kind.value, spec.key)
+            if existing and not self._mine(existing[0]):
+                raise Conflict(
+                    f"{kind.value} key {spec.key!r} is taken on site {self.site.name!r} "
+                    "outside this project; give the resource another key"
+                )
             row = existing[0] if existing else self._resources.insert(con, kind, spec)
             if existing:
                 self._resources.link(con, row, spec)
@@ -201,17 +276,24 @@ class SimDriver:
 
     def delete(self, ref: ResourceRef) -> None:
         """Delete; "already gone" is success. A server's process is killed first; a
-        volume's file, journal and snapshots go with it."""
+        volume's file, journal and snapshots go with it. Another project's resource is,
+        here too, one that is gone: nothing is done."""
+        try:
+            self._own(ref.kind, ref.id)
+        except NotFound:
+            return
         self._resources.delete(ref, self.stop_grace)
 
     # -- servers ------------------------------------------------------------------------
 
     def power_off(self, server_id: str) -> None:
         """SIGTERM, then SIGKILL after ``stop_grace`` seconds; the server is SHUTOFF."""
+        self._own(K.SERVER, server_id)
         self._servers.power_off(server_id, self.stop_grace)
 
     def power_on(self, server_id: str) -> None:
         """Start the process again (a crashed one too), with a fresh view of its peers."""
+        self._own(K.SERVER, server_id)
         self._servers.power_on(server_id)
 
     def stop_all(self) -> None:
@@ -221,6 +303,7 @@ class SimDriver:
     def guest_agent(self, server_id: str, command: str) -> None:
         """``fsfreeze-freeze`` stops the process once its in-flight writes are done (it
         takes each volume's journal lock first); ``fsfreeze-thaw`` resumes it."""
+        self._own(K.SERVER, server_id)
         self._servers.guest_agent(server_id, command, self.lock_timeout)
 
     def release(self, ref: ResourceRef) -> None:
@@ -259,6 +342,7 @@ class SimDriver:
 
     def server_pid(self, server_id: str) -> int | None:
         """The pid of the server's live process, or None (for tests and diagnostics)."""
+        self._own(K.SERVER, server_id)
         return self._servers.pid(server_id)
 
     # -- volumes, snapshots and images --------------------------------------------------
@@ -268,35 +352,48 @@ class SimDriver:
         return self._store.volume_path(volume_id)
 
     def write_volume(self, volume_id: str, offset: int, data: bytes) -> None:
+        self._own(K.VOLUME, volume_id)
         self._volumes.write_volume(volume_id, offset, data)
 
     def create_snapshot(self, volume_id: str, key: str) -> SnapshotInfo:
         """Find-or-create by (volume, key). The copy and the journal position are taken
         under the journal's exclusive lock, so they describe the same instant."""
+        self._own(K.VOLUME, volume_id)
         return self._volumes.create_snapshot(volume_id, key, self.lock_timeout)
 
     def list_snapshots(self, volume_id: str) -> list[SnapshotInfo]:
+        self._own(K.VOLUME, volume_id)
         return self._volumes.list_snapshots(volume_id)
 
     def delete_snapshot(self, snapshot_id: str) -> None:
+        try:
+            self._own_snapshot(snapshot_id)
+        except NotFound:
+            return  # another project's: as if already gone
         self._volumes.delete_snapshot(snapshot_id)
 
     def changed_extents(self, snapshot_id: str, base_snapshot_id: str | None) -> list[Extent]:
         """Journaled writes between ``base`` and ``snapshot`` (merged), or the snapshot's
         allocated extents when there is no base. NotFound for an unknown base or a damaged
         journal: both mean "read it in full"."""
+        self._own_snapshot(snapshot_id)
+        if base_snapshot_id:
+            self._own_snapshot(base_snapshot_id, "base snapshot")
         return self._volumes.changed_extents(snapshot_id, base_snapshot_id)
 
     def read_snapshot(self, snapshot_id: str, offset: int, length: int) -> bytes:
         """Snapshot-time bytes; fewer than ``length`` only at the end of the snapshot."""
+        self._own_snapshot(snapshot_id)
         return self._volumes.read_snapshot(snapshot_id, offset, length)
 
     def read_image(self, image_id: str) -> Iterator[bytes]:
+        self._own(K.IMAGE, image_id)
         return self._volumes.read_image(image_id)
 
     def write_image(self, image_id: str, chunks: Iterable[bytes]) -> None:
         """Upload once (Glance's rule); uploading the same bytes again is a no-op. When
         the image was created with a ``checksum`` (md5, as Glance's), the data must match."""
+        self._own(K.IMAGE, image_id)
         self._volumes.write_image(image_id, chunks)
 
 

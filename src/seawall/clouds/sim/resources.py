@@ -28,11 +28,11 @@ from seawall.clouds.schema import (
 from seawall.clouds.sim import processes
 from seawall.clouds.sim.journal import journal_path_for
 from seawall.clouds.sim.servers import free_loopback_address
-from seawall.clouds.sim.store import SiteStore, Stored
+from seawall.clouds.sim.store import SiteStore, Stored, owner
 from seawall.clouds.sim.volumes import Volumes
 from seawall.clouds.tags import with_key
 from seawall.errors import Conflict, InvalidInput
-from seawall.model import ResourceKind, ResourceRef
+from seawall.model import DEFAULT_PROJECT, ResourceKind, ResourceRef
 
 K = ResourceKind
 
@@ -94,11 +94,14 @@ class Resources:
         volumes: Volumes,
         clock: Callable[[], float],
         new_id: Callable[[], str],
+        project: str = DEFAULT_PROJECT,
     ) -> None:
         self.store = store
         self.volumes = volumes
         self.clock = clock
         self.new_id = new_id
+        #: the project new rows belong to and refs must stay inside
+        self.project = project
 
     # -- quotas -------------------------------------------------------------------------
 
@@ -170,7 +173,7 @@ class Resources:
             attrs=attrs,
             refs=refs,
             tags=with_key(spec.tags, spec.key),
-            runtime={},
+            runtime={} if self.project == DEFAULT_PROJECT else {"project": self.project},
         )
         prepare = getattr(self, f"_prepare_{kind.value}", None)
         if prepare is not None:
@@ -214,7 +217,8 @@ class Resources:
             if not rule.many and len(ids) > 1:
                 raise InvalidInput(f"takes one {rule.kind.value}, got {len(ids)}", field=where)
             for id_ in ids:
-                if self.store.row(con, rule.kind, id_) is None:
+                found = self.store.row(con, rule.kind, id_)
+                if found is None or owner(found) != self.project:
                     site = self.store.site.name
                     raise InvalidInput(
                         f"{rule.kind.value} {id_!r} does not exist on site {site!r}",
@@ -406,7 +410,7 @@ class Resources:
         servers = self.store.rows(con, "kind = ?", K.SERVER.value)
         taken = {s.runtime.get("access_address") for s in servers}
         address = free_loopback_address(self.store.path, row.id, taken, port or 0)
-        row.runtime = {"power": "building", "access_address": address}
+        row.runtime.update(power="building", access_address=address)
 
     def _prepare_floating_ip(self, con: sqlite3.Connection, row: Stored) -> None:
         fips = self.store.rows(con, "kind = ?", K.FLOATING_IP.value)

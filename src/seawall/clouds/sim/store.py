@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from seawall.errors import NotFound, PermanentError, SiteUnavailable, TransientError
-from seawall.model import ResourceKind, Site
+from seawall.model import DEFAULT_PROJECT, ResourceKind, Site
 
 #: version of the site directory layout and database schema
 FORMAT_VERSION = 1
@@ -79,6 +79,12 @@ class Stored:
             tags=json.loads(row["tags"]),
             runtime=json.loads(row["runtime"]),
         )
+
+
+def owner(row: Stored) -> str:
+    """The project a row belongs to: ``runtime["project"]``, or the default project for
+    rows made by an unscoped driver (every row of a site made before projects)."""
+    return str(row.runtime.get("project") or DEFAULT_PROJECT)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import os
 import signal
 import time
 from collections.abc import Mapping
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from taskflow import task
 from taskflow.types import failure as tf_failure
@@ -23,6 +23,9 @@ from seawall.model import StepState
 from seawall.orchestrate.plans import StepSpec
 from seawall.orchestrate.runtime import Runtime, runtime
 from seawall.orchestrate.steps import StepArgs
+
+if TYPE_CHECKING:
+    from seawall.clouds import CloudDriver
 
 A = TypeVar("A", bound=StepArgs)
 Deps = Mapping[str, Any]
@@ -52,6 +55,14 @@ class Context:
         self.run_id = run_id
         self.deadline = deadline
         self._last = 0.0
+        self._project: str | None = None
+
+    def driver(self, site: str) -> CloudDriver:
+        """The site's driver as the run's project sees it: a step acts only inside the
+        project of the workload it runs for (``CloudDriver.for_project``)."""
+        if self._project is None:
+            self._project = self.rt.db.get_run(self.run_id).project
+        return self.rt.driver(site, self._project)
 
     def cancelled(self) -> bool:
         return self.rt.db.cancel_requested(self.run_id)

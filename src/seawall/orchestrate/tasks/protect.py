@@ -53,7 +53,7 @@ class SnapshotSource:
 
 class CheckSite(SeawallTask[CheckSiteArgs]):
     def do(self, ctx: Context, args: CheckSiteArgs, deps: Deps) -> Any:
-        ctx.rt.driver(args.site).ping()
+        ctx.driver(args.site).ping()
         ctx.rt.repository(args.site)
         return {"site": args.site}
 
@@ -68,7 +68,7 @@ class FreezeServer(SeawallTask[FreezeServerArgs]):
     """Quiesce a server; a failure fails the run or degrades it, as the hook says."""
 
     def do(self, ctx: Context, args: FreezeServerArgs, deps: Deps) -> Any:
-        driver = ctx.rt.driver(args.site)
+        driver = ctx.driver(args.site)
         server = args.server
         done: list[int] = []
         for i, hook in enumerate(args.hooks):
@@ -91,7 +91,7 @@ class FreezeServer(SeawallTask[FreezeServerArgs]):
 
 
 def _thaw(ctx: Context, args: FreezeServerArgs | ThawServerArgs) -> None:
-    driver = ctx.rt.driver(args.site)
+    driver = ctx.driver(args.site)
     server = args.server
     for hook in reversed(args.hooks):
         try:
@@ -110,11 +110,11 @@ class ThawServer(SeawallTask[ThawServerArgs]):
 
 class SnapshotVolume(SeawallTask[SnapshotVolumeArgs]):
     def do(self, ctx: Context, args: SnapshotVolumeArgs, deps: Deps) -> Any:
-        snap = ctx.rt.driver(args.site).create_snapshot(args.volume_id, args.key)
+        snap = ctx.driver(args.site).create_snapshot(args.volume_id, args.key)
         return dump(snap)
 
     def undo(self, ctx: Context, args: SnapshotVolumeArgs, deps: Deps, result: Any) -> None:
-        driver = ctx.rt.driver(args.site)
+        driver = ctx.driver(args.site)
         for snap in driver.list_snapshots(args.volume_id):
             if snap.key == args.key:
                 driver.delete_snapshot(snap.id)
@@ -132,7 +132,7 @@ class UploadVolume(SeawallTask[UploadVolumeArgs]):
     def do(self, ctx: Context, args: UploadVolumeArgs, deps: Deps) -> Any:
         snap_raw = self.requirement(deps)
         snap = _snapshot(snap_raw)
-        driver = ctx.rt.driver(args.site)
+        driver = ctx.driver(args.site)
         repo = ctx.rt.repository(args.site)
         base = args.base_image or None
         extents: list[tuple[int, int]] | None = None
@@ -181,9 +181,7 @@ class UploadImage(SeawallTask[UploadImageArgs]):
     def do(self, ctx: Context, args: UploadImageArgs, deps: Deps) -> Any:
         image = args.image
         repo = ctx.rt.repository(args.site)
-        stream = repo.put_stream(
-            f"image/{image.name}", ctx.rt.driver(args.site).read_image(image.id)
-        )
+        stream = repo.put_stream(f"image/{image.name}", ctx.driver(args.site).read_image(image.id))
         return {"id": stream}
 
 
@@ -302,7 +300,7 @@ class ExpireSnapshots(SeawallTask[ExpireSnapshotsArgs]):
     """Keep only this checkpoint's snapshots: the next change-tracking base."""
 
     def do(self, ctx: Context, args: ExpireSnapshotsArgs, deps: Deps) -> Any:
-        driver = ctx.rt.driver(args.site)
+        driver = ctx.driver(args.site)
         keep = set(args.keep_keys)
         removed = 0
         for vid in args.volume_ids:

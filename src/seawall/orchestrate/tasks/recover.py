@@ -50,7 +50,7 @@ from seawall.orchestrate.tasks.base import Context, Deps, SeawallTask
 
 class CheckRecovery(SeawallTask[CheckRecoveryArgs]):
     def do(self, ctx: Context, args: CheckRecoveryArgs, deps: Deps) -> Any:
-        ctx.rt.driver(args.site).ping()
+        ctx.driver(args.site).ping()
         manifest = ctx.rt.repository(args.repository_site).load_manifest(args.checkpoint_id)
         ctx.note("recovery_started_at", time.time())
         return {"checkpoint": manifest.id}
@@ -66,7 +66,7 @@ class MapResource(SeawallTask[MapResourceArgs]):
 
     def do(self, ctx: Context, args: MapResourceArgs, deps: Deps) -> Any:
         kind = ResourceKind(args.kind)
-        for r in ctx.rt.driver(args.site).list_resources(kind):
+        for r in ctx.driver(args.site).list_resources(kind):
             if r.name == args.name:
                 return {"id": r.id, "name": r.name, "mapped": True}
         raise NotFound(f"no {kind.value} named {args.name!r} at site {args.site}")
@@ -89,7 +89,7 @@ class CreateResource(SeawallTask[CreateResourceArgs]):
     def do(self, ctx: Context, args: CreateResourceArgs, deps: Deps) -> Any:
         refs = {role: tuple(deps[sym]["id"] for sym in syms) for role, syms in args.refs.items()}
         kind = ResourceKind(args.kind)
-        driver = ctx.rt.driver(args.site)
+        driver = ctx.driver(args.site)
         journaled = _journaled(ctx, args)
         before = driver.get(ResourceRef(kind, journaled)) if journaled else None
         if before is not None:
@@ -111,7 +111,7 @@ class CreateResource(SeawallTask[CreateResourceArgs]):
                 "owned": owned}  # fmt: skip
 
     def undo(self, ctx: Context, args: CreateResourceArgs, deps: Deps, result: Any) -> None:
-        driver = ctx.rt.driver(args.site)
+        driver = ctx.driver(args.site)
         kind = ResourceKind(args.kind)
         if result:
             # results persisted before "owned" existed were all created by their run
@@ -142,7 +142,7 @@ class LinkResource(SeawallTask[LinkResourceArgs]):
             refs=refs,
             tags=args.tags,
         )
-        linked = ctx.rt.driver(args.site).create(spec)
+        linked = ctx.driver(args.site).create(spec)
         return {"id": linked.id, "name": linked.name, "source_id": args.source_id}
 
 
@@ -162,7 +162,7 @@ class RestoreImage(SeawallTask[RestoreImageArgs]):
         stream = cp.images.get(args.source_id)
         if not stream:
             return {"id": target["id"], "skipped": True}
-        ctx.rt.driver(args.site).write_image(target["id"], repo.get_stream(stream))
+        ctx.driver(args.site).write_image(target["id"], repo.get_stream(stream))
         return {"id": target["id"]}
 
 
@@ -174,7 +174,7 @@ class RestoreVolume(SeawallTask[RestoreVolumeArgs]):
         repo = ctx.rt.repository(args.repository_site)
         cp = _checkpoint(ctx, args.repository_site, args.checkpoint_id)
         ref = cp.volume(args.source_id)
-        driver = ctx.rt.driver(args.site)
+        driver = ctx.driver(args.site)
         written = 0
         for offset, data in repo.read_volume(ref.image_id):
             driver.write_volume(target["id"], offset, data)
@@ -186,7 +186,7 @@ class RestoreVolume(SeawallTask[RestoreVolumeArgs]):
 class WaitServer(SeawallTask[WaitServerArgs]):
     def do(self, ctx: Context, args: WaitServerArgs, deps: Deps) -> Any:
         server = self.requirement(deps)
-        r = ctx.rt.driver(args.site).wait_for_status(
+        r = ctx.driver(args.site).wait_for_status(
             ResourceRef(ResourceKind.SERVER, server["id"]),
             args.status,
             max(1.0, ctx.deadline - time.monotonic()),
@@ -244,7 +244,7 @@ class CheckHealth(SeawallTask[CheckHealthArgs]):
         check = args.check
         start = time.monotonic()
         why = probe(
-            ctx.rt.driver(args.site),
+            ctx.driver(args.site),
             server["id"],
             check,
             start + check.timeout_seconds,
@@ -319,7 +319,7 @@ class VerifyVolume(SeawallTask[VerifyVolumeArgs]):
 
     def do(self, ctx: Context, args: VerifyVolumeArgs, deps: Deps) -> Any:
         target = deps[args.volume_symbol]
-        driver = ctx.rt.driver(args.site)
+        driver = ctx.driver(args.site)
         repo = ctx.rt.repository(args.repository_site)
         cp = _checkpoint(ctx, args.repository_site, args.checkpoint_id)
         ref = cp.volume(args.source_id)
@@ -342,7 +342,7 @@ class VerifyVolume(SeawallTask[VerifyVolumeArgs]):
         return result
 
     def undo(self, ctx: Context, args: VerifyVolumeArgs, deps: Deps, result: Any) -> None:
-        driver = ctx.rt.driver(args.site)
+        driver = ctx.driver(args.site)
         target = deps[args.volume_symbol]
         for snap in driver.list_snapshots(target["id"]):
             if snap.key == f"{ctx.run_id}/verify/{target['id']}":
@@ -363,7 +363,7 @@ class VerifyFidelity(SeawallTask[VerifyFidelityArgs]):
             for symbol, value in deps.items()
             if (ref := symbol_ref(symbol)) is not None and isinstance(value, dict)
         }
-        driver = ctx.rt.driver(args.site)
+        driver = ctx.driver(args.site)
         differences: list[Difference] = []
         for e in args.expected:
             want = e.resource
@@ -390,7 +390,7 @@ class ReleaseMarks(SeawallTask[ReleaseMarksArgs]):
     and an event, and the recovery stands — a mark is not worth a revert."""
 
     def do(self, ctx: Context, args: ReleaseMarksArgs, deps: Deps) -> Any:
-        driver = ctx.rt.driver(args.site)
+        driver = ctx.driver(args.site)
         released, failed = 0, {}
         for rec in ctx.rt.db.list_created(ctx.run_id):
             if rec.site != args.site or rec.removed:
@@ -438,13 +438,13 @@ class RunScript(SeawallTask[RunScriptArgs]):
 
 class FenceServer(SeawallTask[FenceServerArgs]):
     def do(self, ctx: Context, args: FenceServerArgs, deps: Deps) -> Any:
-        driver = ctx.rt.driver(args.site)
+        driver = ctx.driver(args.site)
         driver.power_off(args.server_id)
         driver.wait_for_status(ResourceRef(ResourceKind.SERVER, args.server_id), "SHUTOFF", 60)
         return {"id": args.server_id, "status": "SHUTOFF"}
 
     def undo(self, ctx: Context, args: FenceServerArgs, deps: Deps, result: Any) -> None:
-        ctx.rt.driver(args.site).power_on(args.server_id)
+        ctx.driver(args.site).power_on(args.server_id)
 
 
 def tagged(driver: CloudDriver, run_id: str) -> list[Resource]:
@@ -455,7 +455,7 @@ class CleanupDrill(SeawallTask[CleanupDrillArgs]):
     """Remove everything the drill created (journal + tags), then count what is left."""
 
     def do(self, ctx: Context, args: CleanupDrillArgs, deps: Deps) -> Any:
-        driver = ctx.rt.driver(args.site)
+        driver = ctx.driver(args.site)
         removed = cleanup_run(ctx.rt, driver, args.site, ctx.run_id)
         left = tagged(driver, ctx.run_id)
         for rec in ctx.rt.db.list_created(ctx.run_id):
