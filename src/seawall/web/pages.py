@@ -21,6 +21,7 @@ from seawall.errors import NotFound, SeawallError
 from seawall.fidelity import Drift
 from seawall.model import Checkpoint, RecoveryPlan, ResourceGraph, Run, RunKind, Workload, dump
 from seawall.service import Service
+from seawall.service.audit import initiator_of
 from seawall.web.graph import graph_svg
 from seawall.web.render import Renderer
 from seawall.web.session import (
@@ -206,7 +207,9 @@ class Dashboard:
         try:
             w = self.visible_workload(caller, name)
             operation = confirmable(operation)
-            run, _ = self.start_run(operation, w.name, project=w.project, by="dashboard")
+            run, _ = self.start_run(
+                operation, w.name, project=w.project, by="dashboard", initiator=initiator_of(caller)
+            )
         except SeawallError as exc:
             return self.renderer.error(request, caller, exc)
         return RedirectResponse(f"/runs/{run.id}", status_code=303)
