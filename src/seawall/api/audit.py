@@ -78,11 +78,21 @@ def _request_id(sent: str | None) -> str:
     return "req-" + uuid.uuid4().hex
 
 
+def template_of(path: str, route_path: str) -> str:
+    """The full route template of ``path``: a route included under a prefix knows only
+    its own part (``/workloads/{name}/runs``), and the prefixes (``/v1``) are literal, so
+    they are the leading segments of the path that the route's part does not cover."""
+    if not route_path:
+        return path
+    segments = path.split("/")
+    return "/".join(segments[: max(1, len(segments) - route_path.count("/"))]) + route_path
+
+
 def describe(scope: Scope, status: int, location: str, request_id: str) -> AuditRecord:
     """The record of one finished call (who is filled in by :func:`_store`)."""
     route = scope.get("route")
     path = str(scope.get("path", ""))
-    template = str(getattr(route, "path", "") or path)
+    template = template_of(path, str(getattr(route, "path", "")))
     name = str(getattr(route, "name", "") or "unknown")
     action = name if path.startswith("/v1/") or route is None else f"dashboard.{name}"
     target = {str(k): str(v) for k, v in dict(scope.get("path_params") or {}).items()}
