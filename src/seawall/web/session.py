@@ -55,13 +55,18 @@ def csrf_matches(request: Request, csrf: str) -> bool:
 
 
 def who(principal_of: PrincipalOf, request: Request) -> Caller | None:
-    """The signed-in caller, or None for no, an expired or a revoked token. The caller is
-    left on the request's state, where the audit middleware of ``seawall serve`` finds
-    who posted a form (the API's ``Authorization`` header is not there to tell it)."""
+    """The signed-in caller (:func:`for_audit`), or None for no, an expired or a revoked
+    token."""
     try:
         caller = principal_of(request.cookies.get(COOKIE))
     except SeawallError:
         return None
+    return for_audit(request, caller)
+
+
+def for_audit(request: Request, caller: Caller) -> Caller:
+    """Leave ``caller`` on the request's state for the audit middleware of ``seawall
+    serve``, which cannot tell who posted a form (it reads no bodies or cookies)."""
     setattr(request.state, audit.CALLER, caller)
     return caller
 
