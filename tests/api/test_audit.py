@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
+from seawall.api.app import create_app
 from seawall.db.schema import audit_t
 
 
@@ -174,3 +176,17 @@ def test_a_run_records_who_started_it(api: Any) -> None:
         time.sleep(0.2)
     assert end[0]["target"]["run_id"] == run["id"] and end[0]["target"]["state"] == "succeeded"
     assert end[0]["outcome"] == "allowed" and end[0]["initiator"]["user"] == "default"
+
+
+def test_a_body_refused_as_too_large_is_audited(api: Any) -> None:
+    """FastAPI's own body limit answers 413 outside the routes; the record still names
+    the caller (its token looked up again) and the status."""
+    app = create_app(api.shop.svc, api.client.app.state.auth, launcher=api.launcher)
+    app.max_body_size = 1000
+    with TestClient(app) as client:
+        big = {"operation": "protect", "target": "x" * 5000}
+        r = client.post("/v1/workloads/shop/runs", json=big, headers=api.h("alpha"))
+    assert r.status_code == 413
+    (rec,) = audit(api, action="start_run")
+    assert (rec["status"], rec["outcome"]) == (413, "failed")
+    assert rec["initiator"]["project"] == "default"

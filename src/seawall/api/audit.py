@@ -51,11 +51,11 @@ class AuditMiddleware:
             return
         scope.setdefault("state", {})  # shared with the routes' Request objects
         request_id = _request_id(Request(scope).headers.get(REQUEST_ID))
-        answer: dict[str, Any] = {"status": 500, "location": ""}
+        answer: dict[str, Any] = {"status": 500, "location": "", "started": False}
 
         async def send_noting(message: Message) -> None:
             if message["type"] == "http.response.start":
-                answer["status"] = int(message["status"])
+                answer["status"], answer["started"] = int(message["status"]), True
                 headers = list(message.get("headers", []))
                 for name, value in headers:
                     if name.lower() == b"location":
@@ -66,6 +66,10 @@ class AuditMiddleware:
 
         try:
             await self.app(scope, receive, send_noting)
+        except Exception as exc:  # answered further out: by its status, else as a 500
+            if not answer["started"]:
+                answer["status"] = int(getattr(exc, "status_code", 500))
+            raise
         finally:
             record = describe(scope, answer["status"], answer["location"], request_id)
             await anyio.to_thread.run_sync(_store, scope, record)

@@ -236,7 +236,7 @@ def cadf(record: AuditRecord) -> dict[str, Any]:
             "credential": {"type": i.via},
             "host": {"address": record.client, "agent": record.user_agent},
         },
-        "target": {"typeURI": "service/dr", "id": record.route, **record.target},
+        "target": {**record.target, "typeURI": "service/dr", "id": record.route},
         "requestPath": record.route,
         "method": record.method,
         "observer": {"typeURI": "service/dr", "name": "seawall"},

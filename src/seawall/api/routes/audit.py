@@ -36,7 +36,9 @@ def list_audit(
     """Who did what, when and from where; ``project`` matches the initiator's project
     name or id; ``since <= at < until`` in seconds since the epoch. Admins only."""
     access.require_audit_reader(p)
-    selected = AuditFilter(since, until, project, user, action, outcome)
+    selected = AuditFilter(
+        since=since, until=until, project=project, user=user, action=action, outcome=outcome
+    )
     upto = int(marker) if marker and marker.isdigit() else None
     # one more than a page (and the marker's own record) tells whether there is a next
     records = svc.audit.list(selected, upto=upto, limit=limit + (2 if marker else 1))
