@@ -1,6 +1,6 @@
 """The audit trail's record and its recording (``seawall.service.audit``), and the
 initiator every run records: the local OS user for the CLI's runs, the scheduler for
-its own, the caller for the API's (tests/api/test_audit.py). Real state databases."""
+its own, the caller for the API's (tests/api/test_api_audit.py). Real state databases."""
 
 from __future__ import annotations
 

@@ -147,6 +147,9 @@ class Root(CommandGroup):
         except click.exceptions.Exit as exc:
             code = exc.exit_code
             raise
+        except click.ClickException as exc:  # a usage error inside the command
+            code = exc.exit_code
+            raise
         except KeyboardInterrupt:
             code = INTERRUPTED
             raise
