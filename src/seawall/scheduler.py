@@ -54,6 +54,7 @@ from croniter import croniter
 from seawall.errors import SeawallError
 from seawall.model import Policy, Run, RunKind, RunState
 from seawall.service import Service
+from seawall.service.audit import SCHEDULER
 
 log = logging.getLogger("seawall.scheduler")
 
@@ -370,7 +371,7 @@ class Scheduler:
             if not self._due(operation, policy, last, row, self.clock()):
                 return
             run, flow = self.svc.prepare_operation(
-                operation, workload, params={"started_by": "scheduler"}
+                operation, workload, params={"started_by": "scheduler"}, initiator=SCHEDULER
             )
             self.svc.execute_prepared(run, flow)
         except SeawallError as exc:

@@ -290,3 +290,23 @@ def test_local_only_commands_are_refused_before_doing_anything(
         error_line(r, errors.InvalidInput.exit_code, f"`seawall {named}` is local-only")
     error_line(answers[-1], errors.InvalidInput.exit_code, "--site: ", "local-only")
     assert not (tmp_path / "repo").exists()
+
+
+def test_audit_list_reads_the_servers_trail_for_admins_only(world: World) -> None:
+    refused = world.remote("beta", "failover", "ledger-of-someone-else")
+    assert refused.returncode == errors.NotFound.exit_code
+    admin, local, member = side_by_side(
+        lambda: world.remote(
+            "admin", "--json", "audit", "list", "--project", "beta", "--outcome", "denied"
+        ),
+        lambda: world.local("--json", "audit", "list", "--project", "beta", "--outcome", "denied"),
+        lambda: world.remote("alpha", "audit", "list"),
+    )
+    records = ok(admin)
+    assert records == ok(local)  # the same trail, through the API or from the database
+    assert records[0]["action"] == "start_run" and records[0]["status"] == 404
+    assert records[0]["target"] == {"name": "ledger-of-someone-else"}
+    assert records[0]["initiator"]["project"] == "beta"
+    assert records[0]["client"] == "127.0.0.1"
+    assert records[0]["user_agent"].startswith("seawall-cli/")
+    assert member.returncode != 0 and "admin" in member.stderr

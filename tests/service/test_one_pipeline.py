@@ -26,6 +26,7 @@ from seawall.cli import main
 from seawall.model import ResourceKind, Run, RunKind, RunState
 from seawall.orchestrate.runtime import install_runtime
 from seawall.scheduler import Scheduler
+from seawall.service.audit import AuditFilter
 from seawall.service.operations import Pipeline
 from seawall.service.outcome import UNFINISHED, Outcome
 
@@ -150,6 +151,13 @@ def test_cli_api_and_scheduler_start_operations_through_one_pipeline(
     for run in (r for rs in runs.values() for r in rs):
         assert run.state is RunState.SUCCEEDED, shop.explain(run)
     assert svc.get_workload("shop").site == "a"  # the API's failover brought it back
+
+    # each run names who started it, and the audit trail has its start and its end
+    vias = {o: {r.params["initiator"]["via"] for r in rs} for o, rs in runs.items()}
+    assert vias == {"cli": {"cli"}, "scheduler": {"scheduler"}, "api": {"local"}}
+    for action in ("run.start", "run.end"):
+        audited = svc.audit.list(AuditFilter(action=action), limit=100)
+        assert sorted(r.target["run_id"] for r in audited) == sorted(all_ids)
 
     # the same usage: compute-hours for every drill and failover, whoever started it
     recoveries = [r for rs in runs.values() for r in rs if r.kind in RECOVERIES]

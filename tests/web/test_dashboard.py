@@ -4,6 +4,7 @@ confirmation page and watched to completion. Screenshots go to ``test-artifacts/
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -88,3 +89,54 @@ def test_overview_workload_and_a_drill_in_a_browser(shop: Any) -> None:
             page.screenshot(path=str(ARTIFACTS / "dashboard-drills.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_an_admin_reads_and_filters_the_audit_trail_in_a_browser(shop: Any) -> None:
+    """`seawall serve --audit-file`: a refused call of another project is on the admin's
+    audit page, the filter form narrows it, and the same record is a line of the file."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    import httpx
+
+    svc = shop.svc
+    svc.close()
+    tokens = LocalTokens(svc.home)
+    admin, beta = tokens.issue("ops", admin=True, name="olga"), tokens.issue("beta")
+    trail = shop.root / "audit.jsonl"
+    args = ("--no-scheduler", "--audit-file", str(trail))
+    with (
+        serve(svc.home, shop.env, *args, name="audit") as srv,
+        playwright.sync_playwright() as pw,
+    ):
+        refused = httpx.post(
+            srv.url + "/v1/workloads/shop/runs",
+            json={"operation": "failover"},
+            headers={"Authorization": f"Bearer {beta}"},
+        )
+        assert refused.status_code == 404
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(srv.url + "/login")
+            page.fill("input[name=token]", admin)
+            page.click("button[type=submit]")
+            page.wait_for_selector("#workloads")
+            page.click("a[href='/audit']")
+            page.wait_for_selector("#audit")
+            assert page.locator("#audit tr[data-outcome=denied]").count() == 1
+            assert "start_run" in page.locator("#audit tr[data-outcome=denied]").inner_text()
+            assert "dashboard.login" in page.locator("#audit").inner_text()
+            page.select_option("select[name=outcome]", "denied")
+            page.click("#audit-filter button[type=submit]")
+            page.wait_for_url("**/audit?*outcome=denied*")
+            rows = page.locator("#audit tr[data-outcome]")
+            assert rows.count() == 1 and "beta" in rows.inner_text()
+            page.screenshot(path=str(ARTIFACTS / "dashboard-audit.png"), full_page=True)
+        finally:
+            browser.close()
+    lines = [json.loads(line) for line in trail.read_text().splitlines()]
+    assert [(e["action"], e["reason"]["outcome"]) for e in lines] == [
+        ("start_run", "denied"),
+        ("dashboard.login", "allowed"),
+    ]
+    assert lines[1]["initiator"]["name"] == "olga"
+    assert admin not in trail.read_text() and beta not in trail.read_text()

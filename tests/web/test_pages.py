@@ -93,3 +93,34 @@ def test_a_run_page_lists_each_unexplained_difference(shop: Any, dashboard: Test
     assert "12 resource(s) compared with what the recovery asked for: 1 unexplained" in page.text
     table = page.text.split('id="fidelity"', 1)[1].split("</table>", 1)[0]
     assert "port web-port" in table and "fixed_ips" in table and "10.30.0.99" in table
+
+
+def test_the_audit_page_is_for_admins_and_shows_who_did_what(shop: Any) -> None:
+    svc = shop.svc
+    tokens = LocalTokens(svc.home)
+    admin, member = tokens.issue("ops", admin=True, name="olga"), tokens.issue("beta")
+    auth = Authenticator(tokens)
+    launcher = Launcher(svc, 1)
+    app = create_app(svc, auth, launcher=launcher)
+    add_dashboard(app, svc, auth.principal, launcher.start)
+    with TestClient(app) as client:
+        client.post(
+            "/v1/workloads/shop/runs",
+            json={"operation": "failover"},
+            headers={"Authorization": f"Bearer {member}"},
+        )  # another project's: 404
+        client.post("/login", data={"token": member, "next": "/"})
+        page = client.get("/audit")
+        assert page.status_code == 403 and "admin" in page.text
+        assert 'href="/audit"' not in client.get("/").text
+
+        client.post("/login", data={"token": admin, "next": "/"})
+        page = client.get("/audit")
+        assert page.status_code == 200 and 'href="/audit"' in page.text
+        table = page.text.split('id="audit"', 1)[1]
+        assert "start_run" in table and "denied 404" in table
+        assert "dashboard.login" in table and "olga" in table  # who signed in
+        denied = client.get("/audit", params={"outcome": "denied"}).text.split('id="audit"')[1]
+        assert "start_run" in denied and "dashboard.login" not in denied
+        assert member not in page.text and admin not in page.text
+    launcher.pool.shutdown(wait=True)

@@ -14,11 +14,14 @@ keeps:
   back at once, 409, nothing created), records the run, hands it to a worker thread and
   answers 202 with the run and a ``Location``; ``GET /v1/runs/{id}`` shows its steps.
   An ``Idempotency-Key`` header makes a retried POST return the run it started first.
+- **Every change is audited**, refused ones too (:mod:`.audit`); admins read the trail
+  at ``GET /v1/audit``.
 
 The package, highest layer first: this module builds the app; :mod:`.routes` holds the
 routes, one module per resource group; :mod:`.dependencies` what the routes take from a
 request; :mod:`.launcher` the worker threads; :mod:`.problems` the error answers;
-:mod:`.schemas` the wire models; :mod:`.metrics` ``/metrics``; :mod:`.auth` who calls.
+:mod:`.schemas` the wire models; :mod:`.metrics` ``/metrics``; :mod:`.auth` who calls;
+:mod:`.audit` the middleware that records every call that is not a read.
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 
 from seawall import __version__
+from seawall.api.audit import AuditMiddleware
 from seawall.api.auth import Authenticator
 from seawall.api.dependencies import token_of
 from seawall.api.launcher import Launcher
 from seawall.api.metrics import metrics_route
 from seawall.api.problems import ERRORS, add_problem_handlers
 from seawall.api.routes import (
+    audit,
     catalogue,
     checkpoints,
     events,
@@ -51,7 +56,7 @@ from seawall.service import Service
 __all__ = ["Launcher", "create_app"]
 
 #: The resource groups in the order of the OpenAPI document's tags.
-ROUTES = (catalogue, workloads, checkpoints, plans, runs, reports, usage, events)
+ROUTES = (catalogue, workloads, checkpoints, plans, runs, reports, usage, events, audit)
 
 health_router = APIRouter()
 
@@ -98,4 +103,6 @@ def create_app(
 
     metrics_route(app, service, auth, token_of, public=public_metrics)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    # outermost of the app's own middleware (added last), so it sees every refusal
+    app.add_middleware(AuditMiddleware)
     return app

@@ -19,6 +19,7 @@ from seawall.api.auth import Authenticator, Principal
 from seawall.api.launcher import Launcher
 from seawall.errors import NotFound
 from seawall.service import Service
+from seawall.service.audit import CALLER
 
 T = TypeVar("T")
 
@@ -38,8 +39,11 @@ def token_of(request: Request) -> str | None:
 
 
 def principal(request: Request) -> Principal:
+    """The caller, also left on the request's state for the audit middleware."""
     auth: Authenticator = request.app.state.auth
-    return auth.principal(token_of(request))
+    caller = auth.principal(token_of(request))
+    setattr(request.state, CALLER, caller)
+    return caller
 
 
 def service(request: Request) -> Service:

@@ -16,6 +16,7 @@ from typing import Any
 
 from seawall.model import Run
 from seawall.service import Service
+from seawall.service.audit import Initiator
 
 log = logging.getLogger("seawall.api")
 
@@ -38,8 +39,11 @@ class Launcher:
         idempotency_key: str | None = None,
         project: str = "",
         by: str = "api",
+        initiator: Initiator | None = None,
     ) -> tuple[Run, bool]:
-        """(the run, whether it was started now) — False when the key was seen before."""
+        """(the run, whether it was started now) — False when the key was seen before.
+
+        ``initiator`` (the caller) is recorded with the run and in the audit trail."""
         params: dict[str, Any] = {"started_by": by}
         with self._lock:
             if idempotency_key:
@@ -48,7 +52,12 @@ class Launcher:
                     return seen, False
                 params["idempotency_key"] = idempotency_key
             run, flow = self.svc.prepare_operation(
-                operation, workload, target=target, checkpoint_id=checkpoint_id, params=params
+                operation,
+                workload,
+                target=target,
+                checkpoint_id=checkpoint_id,
+                params=params,
+                initiator=initiator,
             )
         self.pool.submit(self._execute, run, flow)
         return run, True

@@ -181,6 +181,30 @@ class EventOut(BaseModel):
     data: dict[str, Any]
 
 
+class InitiatorOut(BaseModel):
+    user: str
+    project: str
+    project_id: str
+    roles: list[str]
+    via: str
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: float
+    time: str
+    action: str
+    method: str
+    route: str
+    target: dict[str, str]
+    outcome: Literal["allowed", "denied", "failed", "pending"]
+    status: int
+    initiator: InitiatorOut
+    client: str
+    user_agent: str
+    request_id: str
+
+
 class UsageOut(BaseModel):
     since: float | None
     projects: dict[str, dict[str, float]]

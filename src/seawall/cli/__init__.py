@@ -13,6 +13,7 @@ One module per command group (borg's ``archiver/*_cmd.py`` layout)::
     cli/operations.py   protect, failover, migrate, drill, reprotect, failback; progress
     cli/checkpoints.py  checkpoint list|show|verify
     cli/runs.py         run list|show|cancel|resume
+    cli/audit.py        audit list
     cli/repo.py         repo ... and volume ... (the repository engine, no service)
     cli/serve.py        serve (scheduler, REST API, dashboard)
     cli/remote.py       the REST client behind ``seawall --url``
@@ -27,17 +28,25 @@ With ``--url`` (or ``SEAWALL_URL``) the commands in :data:`REMOTE` run against a
 running ``seawall serve`` through :class:`seawall.cli.remote.Remote` instead of the
 local state directory, with the same output and exit codes; every other command is
 refused there, before it does anything.
+
+Locally, the commands in :data:`AUDITED` (those that change the state database) are
+recorded in the audit trail by :class:`Root` as they end, as the local OS user
+(``via=cli``) with their positional arguments as the target and their exit code; with
+``--url`` the server records them instead.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
+from typing import Any
 
 import click
 
 from seawall import __version__
 from seawall.cli import (
+    audit,
     checkpoints,
     demo,
     operations,
@@ -51,7 +60,7 @@ from seawall.cli import (
     workloads,
 )
 from seawall.cli.context import Ctx
-from seawall.cli.output import INTERRUPTED, USAGE, CommandGroup, console, fail
+from seawall.cli.output import INTERRUPTED, RUN_FAILED, USAGE, CommandGroup, console, fail
 from seawall.errors import InvalidInput, SeawallError
 
 #: The commands that also work against a server (``--url``); the rest need the state
@@ -73,8 +82,32 @@ REMOTE = frozenset(
         "migrate",
         "reprotect",
         "failback",
+        "audit list",
     }
 )
+
+#: The commands that change the state database, recorded in the audit trail when they
+#: run locally (``seawall repo ...`` works on a repository, not on the state database).
+AUDITED = frozenset(
+    {
+        "site add",
+        "site remove",
+        "policy create",
+        "workload create",
+        "plan set",
+        "protect",
+        "failover",
+        "drill",
+        "migrate",
+        "reprotect",
+        "failback",
+        "run cancel",
+        "run resume",
+    }
+)
+
+#: where :meth:`Root.resolve_command` leaves the command's path, leaf and arguments
+_INVOKED = "seawall.invoked"
 
 
 class Root(CommandGroup):
@@ -85,21 +118,48 @@ class Root(CommandGroup):
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name, cmd, rest = super().resolve_command(ctx, args)
-        if ctx.params.get("url") and cmd is not None and not {"-h", "--help"} & set(rest):
-            words, leaf = [name or cmd.name or ""], cmd
-            for arg in rest:  # down to the leaf: `repo init`, `site add`
-                if not isinstance(leaf, click.Group) or (sub := leaf.get_command(ctx, arg)) is None:
-                    break
-                words.append(arg)
-                leaf = sub
-            path = " ".join(words)
-            if not isinstance(leaf, click.Group) and path not in REMOTE:
-                raise InvalidInput(
-                    f"`seawall {path}` is local-only: it works on this machine's state "
-                    "directory, not through a seawall server; run it without --url "
-                    "(and SEAWALL_URL)"
-                )
+        if cmd is None or {"-h", "--help"} & set(rest):
+            return name, cmd, rest
+        words, leaf, left = [name or cmd.name or ""], cmd, list(rest)
+        while left:  # down to the leaf: `repo init`, `site add`
+            if not isinstance(leaf, click.Group) or (sub := leaf.get_command(ctx, left[0])) is None:
+                break
+            words.append(left.pop(0))
+            leaf = sub
+        path = " ".join(words)
+        if ctx.params.get("url") and not isinstance(leaf, click.Group) and path not in REMOTE:
+            raise InvalidInput(
+                f"`seawall {path}` is local-only: it works on this machine's state "
+                "directory, not through a seawall server; run it without --url "
+                "(and SEAWALL_URL)"
+            )
+        ctx.meta[_INVOKED] = (path, leaf, left)
         return name, cmd, rest
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; record it in the audit trail as it ends (see the module)."""
+        code = 0
+        try:
+            return super().invoke(ctx)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            raise
+        except click.exceptions.Exit as exc:
+            code = exc.exit_code
+            raise
+        except click.ClickException as exc:  # a usage error inside the command
+            code = exc.exit_code
+            raise
+        except KeyboardInterrupt:
+            code = INTERRUPTED
+            raise
+        except BaseException:
+            code = RUN_FAILED
+            raise
+        finally:
+            invoked = ctx.meta.get(_INVOKED)
+            if invoked is not None and invoked[0] in AUDITED and isinstance(ctx.obj, Ctx):
+                record_command(ctx, ctx.obj, *invoked, code=code)
 
 
 @click.group(cls=Root, context_settings={"help_option_names": ["-h", "--help"]})
@@ -141,6 +201,7 @@ for _command in (
     *operations.COMMANDS,
     checkpoints.checkpoint_group,
     runs.run_group,
+    audit.audit_group,
     plugins.plugins_command,
     demo.demo_command,
     repo.repo_group,
@@ -148,6 +209,36 @@ for _command in (
     serve.serve_command,
 ):
     cli.add_command(_command)
+
+
+def record_command(
+    ctx: click.Context, obj: Ctx, path: str, leaf: click.Command, args: list[str], *, code: int
+) -> None:
+    """One audit record for a local command: its positional arguments are the target
+    (names and ids; options, which may carry secrets, are never recorded)."""
+    if obj.remote is not None:
+        return  # the server audits what it is asked
+    from seawall.service.audit import AuditRecord, local_initiator
+
+    try:
+        parsed = leaf.make_context(path, list(args), parent=ctx, resilient_parsing=True)
+        names = [p.name for p in leaf.params if isinstance(p, click.Argument) and p.name]
+        target = {n: str(parsed.params[n]) for n in names if parsed.params.get(n) is not None}
+        obj.service.audit.record(
+            AuditRecord(
+                action=path,
+                outcome="allowed" if code == 0 else "failed",
+                initiator=local_initiator(),
+                method="cli",
+                route=f"seawall {path}",
+                target=target,
+                status=code,
+                client=socket.gethostname(),
+                user_agent=f"seawall/{__version__}",
+            )
+        )
+    except Exception as exc:  # the command's own outcome stands; say what was not kept
+        console.print(f"warning: `seawall {path}` was not recorded in the audit trail: {exc}")
 
 
 def main() -> None:

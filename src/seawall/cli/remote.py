@@ -208,6 +208,12 @@ class Remote:
                 return run, steps
             time.sleep(interval)
 
+    # -- audit --------------------------------------------------------------------------
+
+    def audit(self, query: Mapping[str, Any], *, most: int) -> list[dict[str, Any]]:
+        """Audit records newest first (``GET /v1/audit``, admins only), at most ``most``."""
+        return self.pages("/v1/audit", query, most=most)
+
     # -- HTTP ---------------------------------------------------------------------------
 
     def pages(

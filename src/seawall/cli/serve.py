@@ -45,6 +45,13 @@ def _home(click_ctx: click.Context, home: str | None) -> Path:
 @click.option("--no-scheduler", is_flag=True, help="Serve the API and dashboard only.")
 @click.option("--public-metrics", is_flag=True, help="/metrics without an admin token.")
 @click.option(
+    "--audit-file",
+    envvar="SEAWALL_AUDIT_FILE",
+    type=click.Path(dir_okay=False),
+    help="Also append every audit record to this file, one JSON line each (CADF field "
+    "names), for a log shipper; the state database keeps them either way.",
+)
+@click.option(
     "--issue-token",
     metavar="PROJECT",
     help="Print a new local API token for PROJECT (stored hashed in home) and exit.",
@@ -64,6 +71,7 @@ def serve_command(
     workers: int,
     no_scheduler: bool,
     public_metrics: bool,
+    audit_file: str | None,
     issue_token: str | None,
     admin: bool,
     log_level: str,
@@ -96,6 +104,8 @@ def serve_command(
         log.info("created an admin API token in %s", first)
 
     svc = Service(root, db_url)
+    if audit_file:
+        svc.audit.file = Path(audit_file)
     auth = Authenticator(tokens, KeystoneTokens(keystone) if keystone else None)
     launcher = Launcher(svc, workers)
     scheduler: Scheduler | None = None

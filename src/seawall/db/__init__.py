@@ -11,7 +11,7 @@ The modules, each using only those below it::
     store       StateStore: opens, migrates, offers every part's methods under one name
     catalogue   sites, policies, workloads, recovery plans, the checkpoint cache
     runs        runs, steps and their state transitions, cancel requests, created journal
-    events      events and usage records (append-only)
+    events      events, usage records and the audit trail (append-only)
     leases      named expiring leases (the scheduler's leader and operations)
     migration   the Alembic config; migration to head at open, one process at a time
     connection  URLs, SQLite/PostgreSQL engines and pragmas, transactions, error mapping

@@ -1,4 +1,5 @@
-"""What happened, only ever appended: events for operators and usage records for billing.
+"""What happened, only ever appended: events for operators, usage records for billing and
+the audit trail (the record itself is ``seawall.service.audit``'s; here it is a ``doc``).
 
 Event ids grow with time, so "newest first" and "everything after id N" (the cursor of
 the scheduler's alerts, :meth:`EventStore.last_event_id`) need no clock. Usage records
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 
 from seawall import model
 from seawall.db.connection import Database
-from seawall.db.schema import events_t, usage_t
+from seawall.db.schema import audit_t, events_t, usage_t
 from seawall.errors import InvalidInput
 
 
@@ -38,7 +39,8 @@ SEVERITIES = ("debug", "info", "warning", "error", "critical")
 
 
 class EventStore:
-    """Events (newest first) and usage records (summed per project and metric)."""
+    """Events (newest first), usage records (summed per project and metric) and audit
+    records (newest first, filtered)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -138,3 +140,57 @@ class EventStore:
             for proj, metric, total in conn.execute(q):
                 out.setdefault(proj, {})[metric] = float(total)
         return out
+
+    def add_audit(self, doc: Mapping[str, Any]) -> int:
+        """Append one audit record (its ``as_dict``) and return its id (ids grow with time).
+
+        The filtered columns are copies of the doc's fields, written in the same statement.
+        """
+        initiator = doc.get("initiator") or {}
+        values = {
+            "at": float(doc["at"]),
+            "action": str(doc["action"])[:128],
+            "outcome": str(doc["outcome"])[:16],
+            "user": str(initiator.get("user", ""))[:255],
+            "project": str(initiator.get("project", ""))[:255],
+            "project_id": str(initiator.get("project_id", ""))[:255],
+            "doc": model.dump(dict(doc)),
+        }
+        with self._db.tx(write=True) as conn:
+            pk = conn.execute(
+                sa.insert(audit_t).values(values).returning(audit_t.c.id)
+            ).scalar_one()
+        return int(pk)
+
+    def list_audit(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        project: str | None = None,
+        user: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+        upto: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Audit records newest first, as docs with their ``id``: ``since <= at < until``,
+        the initiator's project by name or id, and ids from ``upto`` down (paging)."""
+        q = sa.select(audit_t.c.id, audit_t.c.doc).order_by(audit_t.c.id.desc()).limit(limit)
+        if since is not None:
+            q = q.where(audit_t.c.at >= since)
+        if until is not None:
+            q = q.where(audit_t.c.at < until)
+        if project is not None:
+            q = q.where(sa.or_(audit_t.c.project == project, audit_t.c.project_id == project))
+        if user is not None:
+            q = q.where(audit_t.c.user == user)
+        if action is not None:
+            q = q.where(audit_t.c.action == action)
+        if outcome is not None:
+            q = q.where(audit_t.c.outcome == outcome)
+        if upto is not None:
+            q = q.where(audit_t.c.id <= upto)
+        with self._db.tx() as conn:
+            rows = conn.execute(q).all()
+        return [{**dict(r.doc), "id": int(r.id)} for r in rows]

@@ -156,3 +156,17 @@ leases_t = sa.Table(
     sa.Column("holder", sa.String(255), nullable=False),
     sa.Column("expires_at", _TIME, nullable=False),
 )
+
+audit_t = sa.Table(
+    "audit",
+    metadata,
+    # ``id`` grows with time: "newest first" and paging by id need no clock.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", _TIME, nullable=False, index=True),
+    sa.Column("action", sa.String(128), nullable=False, index=True),
+    sa.Column("outcome", sa.String(16), nullable=False, index=True),
+    sa.Column("user", sa.String(255), nullable=False, index=True),
+    sa.Column("project", sa.String(255), nullable=False, index=True),
+    sa.Column("project_id", sa.String(255), nullable=False, index=True),
+    sa.Column("doc", sa.JSON, nullable=False),
+)

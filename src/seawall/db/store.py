@@ -64,7 +64,7 @@ class StateStore:
     url: str
     catalogue: CatalogueStore  #: sites, policies, workloads, plans, checkpoint cache
     runs: RunStore  #: runs, steps, cancel requests, what runs created
-    events: EventStore  #: events and usage records
+    events: EventStore  #: events, usage records and the audit trail
     leases: LeaseStore  #: the scheduler's leader and operation leases
 
     def __init__(self, url: str | None = None, *, busy_timeout: float = 30.0) -> None:
@@ -134,12 +134,14 @@ class StateStore:
     list_created = _Delegated("runs", RunStore.list_created)
     mark_removed = _Delegated("runs", RunStore.mark_removed)
 
-    # ---- events and usage; leases ---------------------------------------------------
+    # ---- events, usage and the audit trail; leases ---------------------------------
 
     add_event = _Delegated("events", EventStore.add_event)
     list_events = _Delegated("events", EventStore.list_events)
     last_event_id = _Delegated("events", EventStore.last_event_id)
     add_usage = _Delegated("events", EventStore.add_usage)
     usage = _Delegated("events", EventStore.usage)
+    add_audit = _Delegated("events", EventStore.add_audit)
+    list_audit = _Delegated("events", EventStore.list_audit)
     acquire_lease = _Delegated("leases", LeaseStore.acquire_lease)
     release_lease = _Delegated("leases", LeaseStore.release_lease)

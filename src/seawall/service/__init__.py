@@ -14,6 +14,7 @@ thin facade over the parts of this package, each a concept of its own:
 ``resume``         runs whose process died (resume or revert), cancel
 ``reports``        achieved RPO against policies
 ``access``         who may see and change what (projects, admin)
+``audit``          the audit trail: who did what, when, from where (database, JSON lines)
 =================  ===================================================================
 
 At start-up :meth:`Service.resume_unfinished` continues every run whose process died.
@@ -48,6 +49,7 @@ from seawall.orchestrate.runtime import install_runtime
 from seawall.plugins import registry
 from seawall.repo import Repository
 from seawall.service import reports, resume
+from seawall.service.audit import AuditTrail, Initiator
 from seawall.service.catalogue import Catalogue
 from seawall.service.handles import Handles, database_urls, default_home, new_id
 from seawall.service.operations import OPERATIONS, Compiled, Pipeline
@@ -67,8 +69,10 @@ class Service:
         self.runner = Runner(engine_url)
         self.handles = Handles(self.home, self._db)
         self._catalogue = Catalogue(self.handles)
-        self.outcome = Outcome(self.handles)
-        self.pipeline = Pipeline(self._catalogue, self.runner, self.outcome)
+        #: every edge records here (``seawall serve --audit-file`` sets ``audit.file``)
+        self.audit = AuditTrail(self._db)
+        self.outcome = Outcome(self.handles, self.audit)
+        self.pipeline = Pipeline(self._catalogue, self.runner, self.outcome, self.audit)
         install_runtime(self.handles)
 
     def close(self) -> None:
@@ -290,11 +294,14 @@ class Service:
         target: str | None = None,
         checkpoint_id: str | None = None,
         params: Mapping[str, Any] | None = None,
+        initiator: Initiator | None = None,
     ) -> tuple[Run, FlowPlan]:
         """Preflight an operation and record its run as PENDING; nothing runs yet.
 
         Errors (PreflightFailed, NotFound, ...) come out here, before any run exists;
         :meth:`execute_prepared` then runs it (on a worker thread in `seawall serve`).
+        ``initiator`` is who starts it (the API caller, the scheduler); by default the
+        local OS user.
         """
         return self.pipeline.prepare(
             RunKind(operation),
@@ -302,6 +309,7 @@ class Service:
             target=target,
             checkpoint_id=checkpoint_id,
             params=params,
+            initiator=initiator,
         )
 
     def execute_prepared(self, run: Run, flow: FlowPlan) -> Run:

@@ -34,6 +34,7 @@ from seawall.orchestrate.plans import (
     plan_recover,
 )
 from seawall.service import preflight
+from seawall.service.audit import AuditRecord, AuditTrail, Initiator, local_initiator
 from seawall.service.catalogue import Catalogue
 from seawall.service.handles import new_id
 from seawall.service.outcome import Outcome
@@ -219,10 +220,11 @@ class Compiled:
 class Pipeline:
     """``prepare -> execute -> finalize`` for every operation, whoever starts it."""
 
-    def __init__(self, cat: Catalogue, runner: Runner, outcome: Outcome) -> None:
+    def __init__(self, cat: Catalogue, runner: Runner, outcome: Outcome, audit: AuditTrail) -> None:
         self.cat = cat
         self.runner = runner
         self.outcome = outcome
+        self.audit = audit
         self._listeners: tuple[Callable[[str], None], ...] = ()
         self._lock = threading.Lock()
 
@@ -263,11 +265,15 @@ class Pipeline:
         target: str | None = None,
         checkpoint_id: str | None = None,
         params: Mapping[str, Any] | None = None,
+        initiator: Initiator | None = None,
     ) -> tuple[Run, FlowPlan]:
         """Preflight an operation and record its run as PENDING; nothing runs yet.
 
         Errors (PreflightFailed, NotFound, ...) come out here, before any run exists.
+        The run's ``params["initiator"]`` says who started it (the local OS user unless
+        ``initiator`` says otherwise), and the audit trail records ``run.start``.
         """
+        who = initiator or local_initiator()
         run_id = new_id("run")
         c = self.compile(
             kind, workload_name, target=target, checkpoint_id=checkpoint_id, run_id=run_id
@@ -277,12 +283,27 @@ class Pipeline:
             kind=c.flow.kind,
             workload=c.workload.name,
             created_at=time.time(),
-            params={"title": c.flow.title, **c.params, **dict(params or {})},
+            params={
+                "title": c.flow.title,
+                **c.params,
+                **dict(params or {}),
+                "initiator": who.as_dict(),
+            },
             project=c.workload.project,
         )
         db = self.cat.db
         db.add_run(run)
         db.update_run_result(run_id, {**c.params, "owner": owner()})
+        self.audit.record(
+            AuditRecord(
+                action="run.start",
+                outcome="pending",
+                initiator=who,
+                method="run",
+                route=run.kind.value,
+                target={"run_id": run_id, "workload": run.workload, "project": run.project},
+            )
+        )
         return db.get_run(run_id), c.flow
 
     def execute(self, run: Run, flow: FlowPlan) -> Run:

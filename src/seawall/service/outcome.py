@@ -11,7 +11,8 @@ and whichever process finished it:
   fidelity check; :func:`unexplained` differences raise a warning event), data-loss window;
 - after a successful failover, migration or failback the target becomes the workload's
   site (:meth:`Outcome.reverse_roles`);
-- compute-hours for drills and recoveries (:meth:`Outcome.record_compute_hours`).
+- compute-hours for drills and recoveries (:meth:`Outcome.record_compute_hours`);
+- ``run.end`` in the audit trail, with the run's initiator and final state.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from seawall.model import (
     load,
 )
 from seawall.orchestrate.engine import owner
+from seawall.service.audit import AuditRecord, AuditTrail, Initiator
 from seawall.service.handles import Handles
 
 #: states of a run that has not ended yet
@@ -131,8 +133,9 @@ def measure(
 class Outcome:
     """Turns the engine's outcome into the run's record (see the module docstring)."""
 
-    def __init__(self, handles: Handles) -> None:
+    def __init__(self, handles: Handles, audit: AuditTrail) -> None:
         self.handles = handles
+        self.audit = audit
 
     @property
     def db(self) -> StateStore:
@@ -145,7 +148,23 @@ class Outcome:
         else:
             self._failed(run_id, engine_state, error)
         self.record_compute_hours(run_id)
-        return self.db.get_run(run_id)
+        run = self.db.get_run(run_id)
+        self.audit.record(
+            AuditRecord(
+                action="run.end",
+                outcome="allowed" if run.state is RunState.SUCCEEDED else "failed",
+                initiator=Initiator.from_dict(run.params.get("initiator") or {}),
+                method="run",
+                route=run.kind.value,
+                target={
+                    "run_id": run.id,
+                    "workload": run.workload,
+                    "project": run.project,
+                    "state": run.state.value,
+                },
+            )
+        )
+        return run
 
     def _succeeded(self, run_id: str) -> Run:
         run = self.db.get_run(run_id)

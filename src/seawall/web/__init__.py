@@ -3,7 +3,7 @@
 Pages: overview (every visible workload with its RPO compliance at a glance), a
 workload (resource graph drawn as SVG on the server, checkpoints, recovery plans, runs),
 runs with live step progress (a few lines of vanilla JS poll ``/v1/runs/{id}``), drill
-reports, usage and events.
+reports, usage, events and (for admins) the audit trail.
 
 Sign-in: the browser posts an API token (local or Keystone) once; it is kept in an
 HttpOnly, SameSite=Strict cookie. Pages that change something (start a drill or a
@@ -55,6 +55,7 @@ ROUTES = (
     ("GET", "/drills", "drills", True),
     ("GET", "/usage", "usage", True),
     ("GET", "/events", "events", True),
+    ("GET", "/audit", "audit", True),
 )
 
 

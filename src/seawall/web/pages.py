@@ -20,7 +20,8 @@ from fastapi.responses import RedirectResponse, Response
 from seawall.errors import NotFound, SeawallError
 from seawall.fidelity import Drift
 from seawall.model import Checkpoint, RecoveryPlan, ResourceGraph, Run, RunKind, Workload, dump
-from seawall.service import Service
+from seawall.service import Service, access
+from seawall.service.audit import OUTCOMES, AuditFilter, initiator_of
 from seawall.web.graph import graph_svg
 from seawall.web.render import Renderer
 from seawall.web.session import (
@@ -28,6 +29,7 @@ from seawall.web.session import (
     PrincipalOf,
     csrf_matches,
     end_session,
+    for_audit,
     local_target,
     login_redirect,
     start_session,
@@ -99,7 +101,7 @@ class Dashboard:
 
     def login(self, request: Request, token: str = Form(...), next: str = Form("/")) -> Response:
         try:
-            self.principal_of(token.strip())
+            for_audit(request, self.principal_of(token.strip()))
         except SeawallError as exc:
             failed = self.render("login.html", request, None, next=next, error=str(exc))
             failed.status_code = 401
@@ -206,7 +208,9 @@ class Dashboard:
         try:
             w = self.visible_workload(caller, name)
             operation = confirmable(operation)
-            run, _ = self.start_run(operation, w.name, project=w.project, by="dashboard")
+            run, _ = self.start_run(
+                operation, w.name, project=w.project, by="dashboard", initiator=initiator_of(caller)
+            )
         except SeawallError as exc:
             return self.renderer.error(request, caller, exc)
         return RedirectResponse(f"/runs/{run.id}", status_code=303)
@@ -240,3 +244,30 @@ class Dashboard:
             if caller.admin or (e.workload in projects and caller.sees(projects[e.workload]))
         ]
         return self.render("events.html", request, caller, events=items[:200])
+
+    def audit(
+        self,
+        request: Request,
+        caller: Caller,
+        user: str | None = None,
+        project: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+    ) -> Response:
+        """The audit trail, newest first, for admins (others get the 403 error page);
+        the form filters by user, project (name or id), action and outcome."""
+        access.require_audit_reader(caller)
+        given = {"user": user, "project": project, "action": action, "outcome": outcome}
+        chosen = {k: (v.strip()[:255] or None) if v else None for k, v in given.items()}
+        if chosen["outcome"] not in OUTCOMES:
+            chosen["outcome"] = None
+        selected = AuditFilter(
+            project=chosen["project"],
+            user=chosen["user"],
+            action=chosen["action"],
+            outcome=chosen["outcome"],
+        )
+        records = self.svc.audit.list(selected, limit=200)
+        return self.render(
+            "audit.html", request, caller, records=records, chosen=chosen, outcomes=OUTCOMES
+        )

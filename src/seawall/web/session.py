@@ -19,7 +19,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
 from seawall.errors import SeawallError
-from seawall.service import access
+from seawall.service import access, audit
 
 COOKIE = "seawall_token"
 MAX_AGE = 86400  # a day; the token itself may live longer
@@ -55,11 +55,20 @@ def csrf_matches(request: Request, csrf: str) -> bool:
 
 
 def who(principal_of: PrincipalOf, request: Request) -> Caller | None:
-    """The signed-in caller, or None for no, an expired or a revoked token."""
+    """The signed-in caller (:func:`for_audit`), or None for no, an expired or a revoked
+    token."""
     try:
-        return principal_of(request.cookies.get(COOKIE))
+        caller = principal_of(request.cookies.get(COOKIE))
     except SeawallError:
         return None
+    return for_audit(request, caller)
+
+
+def for_audit(request: Request, caller: Caller) -> Caller:
+    """Leave ``caller`` on the request's state for the audit middleware of ``seawall
+    serve``, which cannot tell who posted a form (it reads no bodies or cookies)."""
+    setattr(request.state, audit.CALLER, caller)
+    return caller
 
 
 def login_redirect(request: Request) -> RedirectResponse:

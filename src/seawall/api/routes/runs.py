@@ -17,6 +17,7 @@ from seawall.api.dependencies import Caller, IdempotencyKey, Launch, Limit, Mark
 from seawall.api.schemas import OperationIn, Page, RunOut, StepOut
 from seawall.model import Run, RunKind, dump
 from seawall.service import access
+from seawall.service.audit import initiator_of
 
 router = APIRouter()
 
@@ -64,6 +65,7 @@ def start_run(
         checkpoint_id=body.checkpoint_id,
         idempotency_key=idempotency_key,
         project=w.project,
+        initiator=initiator_of(p),
     )
     response.headers["Location"] = f"/v1/runs/{run.id}"
     if not fresh:
