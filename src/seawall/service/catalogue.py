@@ -13,7 +13,7 @@ from typing import Any
 
 from seawall.clouds import open_site
 from seawall.db import StateStore
-from seawall.errors import Conflict, InvalidInput, NotFound, SeawallError
+from seawall.errors import Conflict, Forbidden, InvalidInput, NotFound, SeawallError
 from seawall.fidelity import Drift, drift
 from seawall.model import (
     PRESETS,
@@ -149,8 +149,21 @@ class Catalogue:
             problems.append(f"policy {policy!r} does not exist")
         if problems:
             raise InvalidInput("; ".join(problems), field="workload")
+        for s in (w.site, *w.targets):
+            self.can_act_for(s, project)
         self.db.add_workload(w)
         return w
+
+    def can_act_for(self, site: str, project: str) -> None:
+        """Forbidden unless ``site`` can act for ``project`` (an OpenStack site needs
+        credentials scoped to it, see ``CloudDriver.for_project``). Only that: a site that
+        does not answer now is the preflight's and the steps' to report."""
+        try:
+            self.handles.driver(site, project)
+        except Forbidden:
+            raise
+        except SeawallError:
+            pass
 
     def resolve(self, workload: Workload) -> ResourceGraph:
         """The workload's graph as it is now on its site (selectors are re-resolved)."""

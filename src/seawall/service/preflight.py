@@ -121,6 +121,8 @@ def protect(cat: Catalogue, workload: Workload, target: str | None) -> Checked:
     """A protect opens its repositories' keys now (:func:`open_keys`); its first step
     checks the site itself."""
     open_keys(cat, [workload.site, *workload.targets])
+    for site in (workload.site, *workload.targets):
+        cat.can_act_for(site, workload.project)
     return Checked()
 
 
