@@ -96,65 +96,78 @@ CHECK = {
 }
 
 
-def _rule(name: str, least: str, what: str, method: str, path: str) -> policy.DocumentedRuleDefault:
+def _rule(name: str, least: str, what: str, *operations: str) -> policy.DocumentedRuleDefault:
+    """A documented action rule; ``operations`` are "METHOD /path" (the RBAC matrix test
+    checks that they are exactly the routes declaring the rule)."""
     return policy.DocumentedRuleDefault(
         name=name,
         check_str=CHECK[least],
         description=what,
-        operations=[{"method": method, "path": path}],
+        operations=[{"method": m, "path": p} for m, p in (op.split(" ", 1) for op in operations)],
     )
 
+
+RUNS = "POST /v1/workloads/{name}/runs"
 
 #: Every action seawall authorises, with its default; ``LEAST_ROLE`` below names the
 #: role each default needs (the 403 message and the docs say it).
 ACTION_RULES = [
-    _rule("seawall:site:list", "any", "List the sites.", "GET", "/v1/sites"),
-    _rule("seawall:site:get", "any", "Show a site.", "GET", "/v1/sites/{name}"),
-    _rule("seawall:policy:list", "any", "List the protection policies.", "GET", "/v1/policies"),
-    _rule("seawall:policy:get", "any", "Show a protection policy.", "GET", "/v1/policies/{name}"),
-    _rule("seawall:policy:create", "admin", "Add a protection policy.", "POST", "/v1/policies"),
-    _rule("seawall:workload:list", "reader", "List workloads.", "GET", "/v1/workloads"),
-    _rule("seawall:workload:get", "reader", "Show a workload.", "GET", "/v1/workloads/{name}"),
-    _rule("seawall:workload:create", "member", "Create a workload.", "POST", "/v1/workloads"),
-    _rule("seawall:checkpoint:list", "reader", "List checkpoints.", "GET", "/v1/checkpoints"),
+    _rule("seawall:site:list", "any", "List the sites.", "GET /v1/sites"),
+    _rule("seawall:site:get", "any", "Show a site.", "GET /v1/sites/{name}"),
+    _rule("seawall:policy:list", "any", "List the protection policies.", "GET /v1/policies"),
+    _rule("seawall:policy:get", "any", "Show a protection policy.", "GET /v1/policies/{name}"),
+    _rule("seawall:policy:create", "admin", "Add a protection policy.", "POST /v1/policies"),
+    _rule("seawall:workload:list", "reader", "List workloads.", "GET /v1/workloads"),
+    _rule("seawall:workload:get", "reader", "Show a workload.", "GET /v1/workloads/{name}"),
+    _rule("seawall:workload:create", "member", "Create a workload.", "POST /v1/workloads"),
+    _rule(
+        "seawall:checkpoint:list",
+        "reader",
+        "List checkpoints.",
+        "GET /v1/checkpoints",
+        "GET /v1/workloads/{name}/checkpoints",
+    ),
     _rule(
         "seawall:checkpoint:get",
         "reader",
         "Show a checkpoint, or the drift between two.",
-        "GET",
-        "/v1/checkpoints/{checkpoint_id}",
+        "GET /v1/checkpoints/{checkpoint_id}",
+        "GET /v1/checkpoints/{older}/diff/{newer}",
     ),
     _rule(
         "seawall:plan:list",
         "reader",
         "Show a workload's recovery plans.",
-        "GET",
-        "/v1/workloads/{name}/plans",
+        "GET /v1/workloads/{name}/plans",
     ),
     _rule(
         "seawall:plan:update",
         "member",
         "Store a workload's recovery plan for a target.",
-        "PUT",
-        "/v1/workloads/{name}/plans/{target}",
+        "PUT /v1/workloads/{name}/plans/{target}",
     ),
     *(
         _rule(
             f"seawall:run:create:{kind}",
             least,
             f"Start a {kind} run.",
-            "POST",
-            "/v1/workloads/{name}/runs",
+            *((RUNS, "POST /v1/drills") if kind == "drill" else (RUNS,)),
         )
         for kind, least in RUN_ROLES.items()
     ),
-    _rule("seawall:run:list", "reader", "List runs and drill reports.", "GET", "/v1/runs"),
-    _rule("seawall:run:get", "reader", "Show a run and its steps.", "GET", "/v1/runs/{run_id}"),
-    _rule("seawall:run:cancel", OPERATOR, "Cancel a run.", "POST", "/v1/runs/{run_id}/cancel"),
-    _rule("seawall:report:get", "reader", "The RPO/RTO report.", "GET", "/v1/reports"),
-    _rule("seawall:usage:get", "reader", "Usage of the caller's project.", "GET", "/v1/usage"),
-    _rule("seawall:events:list", "reader", "The event journal.", "GET", "/v1/events"),
-    _rule("seawall:metrics:get", "admin", "Prometheus metrics.", "GET", "/metrics"),
+    _rule(
+        "seawall:run:list",
+        "reader",
+        "List runs and drill reports.",
+        "GET /v1/runs",
+        "GET /v1/drills",
+    ),
+    _rule("seawall:run:get", "reader", "Show a run and its steps.", "GET /v1/runs/{run_id}"),
+    _rule("seawall:run:cancel", OPERATOR, "Cancel a run.", "POST /v1/runs/{run_id}/cancel"),
+    _rule("seawall:report:get", "reader", "The RPO/RTO report.", "GET /v1/reports"),
+    _rule("seawall:usage:get", "reader", "Usage of the caller's project.", "GET /v1/usage"),
+    _rule("seawall:events:list", "reader", "The event journal.", "GET /v1/events"),
+    _rule("seawall:metrics:get", "admin", "Prometheus metrics.", "GET /metrics"),
 ]
 
 LEAST_ROLE = {
