@@ -90,3 +90,18 @@ def test_a_missing_file_or_an_unknown_rule_stops_at_start(tmp_path: Path) -> Non
     typo.write_text('"seawall:run:create:failovr": "rule:admin"\n')
     with pytest.raises(InvalidInput, match=r"unknown rules seawall:run:create:failovr"):
         Rbac(typo)
+
+
+def test_oslo_policy_tools_find_the_rules_by_their_entry_point() -> None:
+    """``oslopolicy-sample-generator --namespace seawall`` loads the entry point that
+    pyproject.toml declares; it must name the function that lists every rule."""
+    import importlib
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    target = project["entry-points"]["oslo.policy.policies"]["seawall"]
+    module, _, name = target.partition(":")
+    listed = getattr(importlib.import_module(module), name)()
+    assert "seawall:run:create:failover" in {r.name for r in listed}
+    assert {r.name for r in listed} == set(Rbac().enforcer.registered_rules)
