@@ -7,7 +7,9 @@ their names do not leak. Sites and policies are a shared catalogue: every caller
 them, only admins change them.
 
 The edges (``seawall.api``, ``seawall.web``) authenticate; they ask this module what the
-authenticated caller may do.
+authenticated caller may see, and :mod:`seawall.service.rbac` what its roles allow it to
+do there (after this module found the object visible, so a denial is never an
+existence oracle).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from seawall.model import Run, Workload
 
 
 class Forbidden(SeawallError):
-    """The token is valid but not allowed to do this (it needs the admin role)."""
+    """The token is valid but its roles do not allow this (the message names the role)."""
 
     http_status = 403
 
@@ -50,11 +52,6 @@ class Owned(Protocol):
 def sees(caller: Caller, project: str) -> bool:
     """Whether ``caller`` may see (and act on) what belongs to ``project``."""
     return caller.admin or project in {caller.project, caller.project_id} - {""}
-
-
-def require_admin(caller: Caller) -> None:
-    if not caller.admin:
-        raise Forbidden("this needs the admin role")
 
 
 def visible_workload(store: Owned, caller: Caller, name: str) -> Workload:
