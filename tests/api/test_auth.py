@@ -7,10 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from seawall.api.auth import LocalTokens, Principal
-from seawall.cli import cli
 from seawall.errors import SeawallError
 
 
@@ -47,17 +45,3 @@ def test_admin_and_the_admin_role_are_one_thing() -> None:
     assert Principal(project="p", roles=frozenset({"admin"})).admin
     assert not Principal(project="p", roles=frozenset({"dr-operator"})).admin
     assert Principal(project="p").roles == {"member"}  # what every caller could before
-
-
-def test_serve_issues_a_token_with_its_roles(tmp_path: Path) -> None:
-    out = CliRunner().invoke(
-        cli,
-        ["serve", "--home", str(tmp_path), "--issue-token", "alpha", "--role", "reader"],
-    )
-    assert out.exit_code == 0, out.output
-    found = LocalTokens(tmp_path).lookup(out.output.strip())
-    assert found is not None and found.project == "alpha" and found.roles == {"reader"}
-    bad = CliRunner().invoke(
-        cli, ["serve", "--home", str(tmp_path), "--issue-token", "alpha", "--role", "root"]
-    )
-    assert bad.exit_code == 2 and "reader" in bad.output

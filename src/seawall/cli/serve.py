@@ -92,12 +92,15 @@ def serve_command(
         click.echo(tokens.issue(issue_token, roles=roles or ("member",), admin=admin))
         return
 
+    from seawall.service.rbac import Rbac
+
+    rbac = Rbac(rbac_file)  # before anything starts or is written: a bad file stops here
+
     import uvicorn
 
     from seawall.api.app import Launcher, create_app
     from seawall.scheduler import Scheduler, Webhook
     from seawall.service import Service
-    from seawall.service.rbac import Rbac
     from seawall.web import add_dashboard
 
     logging.basicConfig(
@@ -111,7 +114,6 @@ def serve_command(
         first.chmod(0o600)
         log.info("created an admin API token in %s", first)
 
-    rbac = Rbac(rbac_file)  # before anything starts: a bad file stops serve at once
     svc = Service(root, db_url)
     auth = Authenticator(tokens, KeystoneTokens(keystone) if keystone else None)
     launcher = Launcher(svc, workers)
