@@ -125,6 +125,7 @@ def test_the_dashboard_applies_the_apis_rbac_rules(shop: Any) -> None:
             assert client.post("/login", data={"token": token}).status_code in (200, 303)
             page = client.get("/workloads/shop")
             assert page.status_code == 200, page.text
+            assert f"project default · {role}\n" in page.text  # who, with which roles
             shown = {op for op, button in BUTTONS.items() if button in page.text}
             assert shown == allowed, role
             for op in BUTTONS:
