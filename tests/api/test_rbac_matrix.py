@@ -228,11 +228,12 @@ def test_every_route_and_role_follows_the_documented_defaults(
             for rule in rules:
                 assert rule is None or rule in LEAST, f"{where}: unknown rule {rule}"
                 for tag, obj in world.items():
-                    req = REQUESTS[(method, path)](rule or "", obj, tag)
-                    if req is None:
-                        continue
-                    url, body = req
                     for caller in CALLERS:
+                        # built per caller: a created name is new for each of them
+                        req = REQUESTS[(method, path)](rule or "", obj, tag)
+                        if req is None:
+                            continue
+                        url, body = req
                         headers = {"Idempotency-Key": KEY}
                         if caller is not None:
                             headers["Authorization"] = f"Bearer {api.tokens[caller]}"
