@@ -1,4 +1,5 @@
-"""Docs that cannot drift: the CLI reference is regenerated from --help and compared."""
+"""Docs that cannot drift: the CLI reference (from --help) and the RBAC reference (from the
+rules' defaults) are regenerated and compared."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_cli_reference_matches_the_commands_help() -> None:
+def test_cli_and_rbac_references_match_the_code() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "docs/reference/generate.py"), "--check"],
         capture_output=True,

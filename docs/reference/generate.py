@@ -1,7 +1,8 @@
-"""Regenerate docs/reference/cli.md from the commands' own --help (docs that cannot drift).
+"""Regenerate docs/reference/cli.md from the commands' own --help, and rbac.md from the
+RBAC rules' defaults (docs that cannot drift).
 
-.venv/bin/python docs/reference/generate.py          # rewrite cli.md
-.venv/bin/python docs/reference/generate.py --check  # exit 1 if cli.md is stale
+.venv/bin/python docs/reference/generate.py          # rewrite cli.md and rbac.md
+.venv/bin/python docs/reference/generate.py --check  # exit 1 if either is stale
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from pathlib import Path
 import click
 
 from seawall.cli import cli
+from seawall.service.rbac import render_reference
 
 TARGET = Path(__file__).with_name("cli.md")
+RBAC = Path(__file__).with_name("rbac.md")
 
 
 def render() -> str:
@@ -36,13 +39,14 @@ def render() -> str:
 
 
 def main() -> int:
-    text = render()
+    docs = {TARGET: render(), RBAC: render_reference()}
     if "--check" in sys.argv:
-        if not TARGET.exists() or TARGET.read_text() != text:
-            print(f"{TARGET} is stale; run: python docs/reference/generate.py", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.write_text(text)
+        stale = [p for p, text in docs.items() if not p.exists() or p.read_text() != text]
+        for path in stale:
+            print(f"{path} is stale; run: python docs/reference/generate.py", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in docs.items():
+        path.write_text(text)
     return 0
 
 

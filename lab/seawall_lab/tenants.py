@@ -18,23 +18,24 @@ from typing import Any
 MEMBER = "member"
 
 
-def tenant_names(i: int) -> tuple[str, str]:
-    """(project and user name, password) of tenant ``i``."""
-    return f"seawall-tenant-{i}", f"seawall-tenant-{i}-secret"
+def ensure_user(conn: Any, name: str, project_name: str, role_name: str = MEMBER) -> str:
+    """Project ``project_name`` and user ``name`` holding ``role_name`` in it (the role
+    too, if Keystone lacks it: it has reader, member and admin by default), made if
+    missing, through an admin ``conn``; returns the user's password (``<name>-secret``).
 
-
-def ensure_tenant(conn: Any, i: int, role: str = MEMBER) -> tuple[str, str]:
-    """Tenant ``i``'s project and its user with ``role`` in it, made if missing, through
-    an admin ``conn``; returns (name, password). The password is reset only when it does
-    not work: Keystone revokes a user's tokens when it changes, and treats a token
-    issued in the same second as that revocation as revoked too (fernet timestamps are
-    whole seconds), so after any change here the function waits for the next second."""
+    The password is reset only when it does not work: Keystone revokes a user's tokens
+    when it changes, and treats a token issued in the same second as that revocation as
+    revoked too (fernet timestamps are whole seconds), so after any change here the
+    function waits for the next second."""
     identity = conn.identity
-    name, password = tenant_names(i)
+    password = f"{name}-secret"
     changed = False
-    project = identity.find_project(name, domain_id="default")
+    role = identity.find_role(role_name)
+    if role is None:
+        role = identity.create_role(name=role_name)
+    project = identity.find_project(project_name, domain_id="default")
     if project is None:
-        project = identity.create_project(name=name, domain_id="default")
+        project = identity.create_project(name=project_name, domain_id="default")
         changed = True
     user = identity.find_user(name, domain_id="default")
     if user is None:
@@ -42,16 +43,22 @@ def ensure_tenant(conn: Any, i: int, role: str = MEMBER) -> tuple[str, str]:
             name=name, password=password, domain_id="default", default_project_id=project.id
         )
         changed = True
-    elif not _password_works(conn, name, password, name):
+    elif not _password_works(conn, name, password, project_name):
         identity.update_user(user, password=password)
         changed = True
-    wanted = identity.find_role(role, ignore_missing=False)
-    if not identity.validate_user_has_project_role(project, user, wanted):
-        identity.assign_project_role_to_user(project, user, wanted)
+    if not identity.validate_user_has_project_role(project, user, role):
+        identity.assign_project_role_to_user(project, user, role)
         changed = True
     if changed:
         time.sleep(1.1)
-    return name, password
+    return password
+
+
+def ensure_tenant(conn: Any, i: int, role: str = MEMBER) -> tuple[str, str]:
+    """Tenant ``i``: project and user ``seawall-tenant-<i>`` (see :func:`ensure_user`);
+    returns (name, password)."""
+    name = f"seawall-tenant-{i}"
+    return name, ensure_user(conn, name, name, role)
 
 
 def _password_works(conn: Any, user: str, password: str, project: str) -> bool:

@@ -9,12 +9,9 @@ identity URL) and ``SEAWALL_LAB_TENANTS``:
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -22,71 +19,10 @@ from seawall.api.app import create_app
 from seawall.api.auth import Authenticator, KeystoneTokens, LocalTokens
 from seawall.model import Selector
 from seawall.service import Service
-from seawall_lab.tenants import ensure_tenant
+
+from .keystone_lab import keystone_token, lab_tenants
 
 pytestmark = pytest.mark.lab
-
-
-def keystone_token(url: str, user: str, password: str, project: str, domain: str) -> str:
-    body = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {"name": user, "domain": {"name": domain}, "password": password}
-                },
-            },
-            "scope": {"project": {"name": project, "domain": {"name": domain}}},
-        }
-    }
-    base = url.rstrip("/").removesuffix("/v3")
-    # Fernet tokens carry their issue time in whole seconds, and Keystone treats a token
-    # issued in the same second as a revocation event (a password change, a new role
-    # assignment just made by lab_tenants) as revoked. So a token is only handed out once
-    # Keystone itself accepts it; a token issued too early is replaced a second later.
-    deadline = time.monotonic() + 15
-    while True:
-        r = httpx.post(f"{base}/v3/auth/tokens", json=body, timeout=30)
-        r.raise_for_status()
-        token = r.headers["X-Subject-Token"]
-        check = httpx.get(
-            f"{base}/v3/auth/tokens",
-            headers={"X-Auth-Token": token, "X-Subject-Token": token},
-            timeout=30,
-        )
-        if check.status_code == 200:
-            return token
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Keystone does not accept its own token: {check.text}")
-        time.sleep(1.1)
-
-
-def lab_tenants() -> tuple[str, list[list[str]]]:
-    """The identity URL and two (user, password, project, domain) with member roles."""
-    url = os.environ.get("SEAWALL_LAB_KEYSTONE")
-    tenants = os.environ.get("SEAWALL_LAB_TENANTS")
-    if url and tenants:
-        return url, [[*t.split(":"), "Default"][:4] for t in tenants.split(",")][:2]
-    cloud, clouds_yaml = (
-        os.environ.get("SEAWALL_LAB_CLOUD"),
-        os.environ.get("SEAWALL_LAB_CLOUDS_YAML"),
-    )
-    if not cloud or not clouds_yaml:
-        pytest.skip("no Keystone: set SEAWALL_LAB_CLOUD(S_YAML) (seawall-lab up) or _KEYSTONE")
-    import openstack
-    import openstack.config
-
-    config = openstack.config.OpenStackConfig(config_files=[clouds_yaml])
-    conn = openstack.connection.Connection(config=config.get_one(cloud=cloud))
-    try:
-        creds = []
-        for i in (1, 2):
-            name, password = ensure_tenant(conn, i)
-            creds.append([name, password, name, "Default"])
-        url = conn.session.get_endpoint(service_type="identity", interface="public")
-    finally:
-        conn.close()
-    return str(url), creds
 
 
 def test_keystone_projects_are_isolated(seawall_env: Any, tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def tenant_world(lab_service: Service, tmp_path: Path) -> Iterator[dict[str, Any
                 if str(v.name or "").startswith(marker):
                     try:
                         t.block_storage.wait_for_status(v, status="available", wait=120)
-                        t.block_storage.delete_volume(v)
+                        t.block_storage.delete_volume(v, cascade=True)  # its snapshots too
                     except Exception as exc:  # keep cleaning
                         print(f"[tenant] cleanup volume {v.name}: {exc}")
             cleanup(admin, marker)

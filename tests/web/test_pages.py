@@ -1,4 +1,5 @@
-"""Dashboard pages rendered in-process (FastAPI's TestClient, no browser): what the
+"""Dashboard pages rendered in-process (FastAPI's TestClient, no browser): which actions a
+role is offered and allowed, what the
 workload page says about drift, what a run page says about fidelity."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from seawall.api.app import Launcher, create_app
 from seawall.api.auth import Authenticator, LocalTokens
 from seawall.model import Run, RunKind, RunState
 from seawall.orchestrate.engine import install_runtime
-from seawall.web import add_dashboard
+from seawall.web import add_dashboard, csrf_token
 
 pytestmark = pytest.mark.slow
 
@@ -124,3 +125,48 @@ def test_the_audit_page_is_for_admins_and_shows_who_did_what(shop: Any) -> None:
         assert "start_run" in denied and "dashboard.login" not in denied
         assert member not in page.text and admin not in page.text
     launcher.pool.shutdown(wait=True)
+
+
+BUTTONS = {
+    "drill": 'id="start-drill"',
+    "protect": 'id="start-protect"',
+    "failover": 'id="start-failover"',
+}
+
+
+def test_the_dashboard_applies_the_apis_rbac_rules(shop: Any) -> None:
+    """A reader sees the workload but no button; a member may protect and drill but not
+    fail over; the DR operator may fail over. A denied confirmation page or a forged
+    start answers 403 and starts nothing."""
+    svc = shop.svc
+    tokens = LocalTokens(svc.home)
+    auth = Authenticator(tokens)
+    launcher = Launcher(svc, 1)
+    app = create_app(svc, auth, launcher=launcher)
+    add_dashboard(app, svc, auth.principal, launcher.start)
+    may = {
+        "reader": set(),
+        "member": {"drill", "protect"},
+        "dr-operator": {"drill", "protect", "failover"},
+    }
+    with TestClient(app) as client:
+        for role, allowed in may.items():
+            token = tokens.issue("default", roles=[role])
+            client.cookies.clear()
+            assert client.post("/login", data={"token": token}).status_code in (200, 303)
+            page = client.get("/workloads/shop")
+            assert page.status_code == 200, page.text
+            assert f"project default · {role}\n" in page.text  # who, with which roles
+            shown = {op for op, button in BUTTONS.items() if button in page.text}
+            assert shown == allowed, role
+            for op in BUTTONS:
+                confirm = client.get(f"/workloads/shop/confirm/{op}")
+                assert confirm.status_code == (200 if op in allowed else 403), (role, op)
+                if op not in allowed:
+                    assert f"seawall:run:create:{op} needs the" in confirm.text
+                    forged = client.post(
+                        f"/workloads/shop/start/{op}", data={"csrf": csrf_token(token)}
+                    )
+                    assert forged.status_code == 403, (role, op, forged.text)
+    launcher.pool.shutdown(wait=True)
+    assert svc.list_runs() == []  # nothing denied was started

@@ -3,9 +3,12 @@
 Pydantic lives here only; the service speaks the model's dataclasses. Rules every route
 keeps:
 
-- **Authorisation by project on every call.** Objects of another project answer 404,
-  exactly as objects that do not exist (no existence oracle). Sites and policies are
-  shared catalogue objects: every caller reads them, only admins create them.
+- **Authorisation by project and role on every call.** Objects of another project
+  answer 404, exactly as objects that do not exist (no existence oracle); then one
+  :meth:`~seawall.service.rbac.Rbac.authorize` call per route checks the caller's roles
+  against the route's rule (declared with ``needs(...)``, shown as ``x-rbac-rules``),
+  403 naming the role needed. Sites and policies are shared catalogue objects: every
+  caller reads them, only admins create them.
 - **Errors are problem+json** (RFC 9457), the status taken from the ``http_status`` of
   the :class:`~seawall.errors.SeawallError` class.
 - **Lists page** with ``limit`` and ``marker`` (the last id/name of the previous page);
@@ -35,7 +38,7 @@ from fastapi import APIRouter, FastAPI, Request
 from seawall import __version__
 from seawall.api.audit import AuditMiddleware
 from seawall.api.auth import Authenticator
-from seawall.api.dependencies import token_of
+from seawall.api.dependencies import needs, token_of
 from seawall.api.launcher import Launcher
 from seawall.api.metrics import metrics_route
 from seawall.api.problems import ERRORS, add_problem_handlers
@@ -52,6 +55,7 @@ from seawall.api.routes import (
 )
 from seawall.api.schemas import Health
 from seawall.service import Service
+from seawall.service.rbac import Rbac
 
 __all__ = ["Launcher", "create_app"]
 
@@ -61,7 +65,7 @@ ROUTES = (catalogue, workloads, checkpoints, plans, runs, reports, usage, events
 health_router = APIRouter()
 
 
-@health_router.get("/health", tags=["health"])
+@health_router.get("/health", tags=["health"], openapi_extra=needs())
 def health(request: Request) -> Health:
     leader: Callable[[], bool] | None = request.app.state.leader
     return Health(status="ok", version=__version__, leader=leader() if leader else None)
@@ -78,6 +82,7 @@ def create_app(
     launcher: Launcher | None = None,
     leader: Callable[[], bool] | None = None,
     public_metrics: bool = False,
+    rbac: Rbac | None = None,
 ) -> FastAPI:
     """The API (``/v1``), ``/metrics`` and ``/healthz``; the dashboard is added by serve."""
     app = FastAPI(
@@ -93,6 +98,7 @@ def create_app(
     app.state.auth = auth
     app.state.launcher = launcher or Launcher(service)
     app.state.leader = leader
+    app.state.rbac = rbac or Rbac()
     add_problem_handlers(app)
 
     v1 = APIRouter(prefix="/v1", responses=ERRORS)

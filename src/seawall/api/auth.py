@@ -1,18 +1,21 @@
 """Who is calling: local API tokens (embedded mode) and Keystone tokens.
 
-A caller is a :class:`Principal`: the project its token is scoped to and whether it holds
-the admin role. Visibility is decided by project on every call (``Principal.sees``):
-a workload, its checkpoints, plans, runs, events and usage are visible to callers of its
-project and to admins only; everyone else gets 404, as if it did not exist.
+A caller is a :class:`Principal`: the project its token is scoped to and the token's
+roles (Keystone's role names; what each allows is :mod:`seawall.service.rbac`).
+Visibility is decided by project on every call (``Principal.sees``): a workload, its
+checkpoints, plans, runs, events and usage are visible to callers of its project and to
+admins only; everyone else gets 404, as if it did not exist.
 
 - **Local tokens** live in ``$SEAWALL_HOME/api-tokens.json`` as SHA-256 digests (the
-  token itself is shown once, when issued by ``seawall serve --issue-token PROJECT``),
-  file mode 0600. The file is re-read when it changes, so issuing needs no restart.
+  token itself is shown once, when issued by ``seawall serve --issue-token PROJECT
+  --role ROLE``), file mode 0600, each with its roles. The file is re-read when it
+  changes, so issuing needs no restart. An entry written before tokens had roles keeps
+  its powers: ``admin: true`` means the ``admin`` role, anything else ``member``.
 - **Keystone tokens** (``X-Auth-Token``) are validated against the configured Keystone
   with ``GET /v3/auth/tokens`` (the token validating itself, which Keystone's default
   policy allows to its subject), cached until expiry or for 60 s, whichever is sooner.
-  The token's project id and name both match a workload's ``project``; the ``admin``
-  role sees everything.
+  The token's project id and name both match a workload's ``project``; its roles are
+  the token's (with the roles Keystone implies); the ``admin`` role sees everything.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,19 +48,30 @@ class Unauthorized(SeawallError):
     http_status = 401
 
 
+#: What a token without recorded roles may do: what every token could before roles.
+LEGACY_ROLES = frozenset({"member"})
+
+
 @dataclass(frozen=True)
 class Principal:
+    """An authenticated caller. ``admin`` and ``roles`` agree after construction: a
+    Principal made with ``admin=True`` holds the ``admin`` role, and one whose roles
+    hold ``admin`` is an admin (code that asks ``.admin`` keeps working)."""
+
     project: str
     admin: bool = False
     user: str = ""
     project_id: str = ""
     via: str = "local"  #: local or keystone
+    roles: frozenset[str] = LEGACY_ROLES
+
+    def __post_init__(self) -> None:
+        roles = frozenset(self.roles) | ({"admin"} if self.admin else set())
+        object.__setattr__(self, "roles", roles)
+        object.__setattr__(self, "admin", "admin" in roles)
 
     def sees(self, project: str) -> bool:
         return access.sees(self, project)
-
-    def require_admin(self) -> None:
-        access.require_admin(self)
 
 
 def _digest(token: str) -> str:
@@ -72,13 +87,24 @@ class LocalTokens:
         self._mtime = -1.0
         self._tokens: dict[str, dict[str, Any]] = {}
 
-    def issue(self, project: str, *, admin: bool = False, name: str = "") -> str:
+    def issue(
+        self,
+        project: str,
+        *,
+        roles: Iterable[str] = LEGACY_ROLES,
+        admin: bool = False,
+        name: str = "",
+    ) -> str:
+        """A new token for ``project`` holding ``roles`` (and ``admin`` with ``admin``)."""
+        held = sorted(set(roles) | ({"admin"} if admin else set()))
+        if not held:
+            raise SeawallError("a token needs at least one role: pass --role reader (or more)")
         token = "sw_" + secrets.token_urlsafe(32)
         with self._lock:
             data = self._read()
             data[_digest(token)] = {
                 "project": project,
-                "admin": admin,
+                "roles": held,
                 "name": name or project,
                 "created_at": time.time(),
             }
@@ -113,10 +139,17 @@ class LocalTokens:
                 if hmac.compare_digest(known, digest):
                     return Principal(
                         project=str(entry["project"]),
-                        admin=bool(entry.get("admin")),
                         user=str(entry.get("name", "")),
+                        roles=entry_roles(entry),
                     )
         return None
+
+
+def entry_roles(entry: dict[str, Any]) -> frozenset[str]:
+    """A token file entry's roles; an entry from before roles keeps its old powers."""
+    if "roles" in entry:
+        return frozenset(str(r) for r in entry["roles"])
+    return frozenset({"admin"}) if entry.get("admin") else LEGACY_ROLES
 
 
 class KeystoneTokens:
@@ -154,9 +187,9 @@ class KeystoneTokens:
             principal = Principal(
                 project=str(project.get("name", "")),
                 project_id=str(project.get("id", "")),
-                admin="admin" in roles,
                 user=str((body.get("user") or {}).get("name", "")),
                 via="keystone",
+                roles=frozenset(roles - {""}),
             )
             expires = body.get("expires_at")
             if expires:

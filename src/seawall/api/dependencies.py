@@ -11,7 +11,7 @@ document; the others come from the request itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Query, Request
 
@@ -20,6 +20,7 @@ from seawall.api.launcher import Launcher
 from seawall.errors import NotFound
 from seawall.service import Service
 from seawall.service.audit import CALLER
+from seawall.service.rbac import Rbac
 
 T = TypeVar("T")
 
@@ -51,6 +52,18 @@ def service(request: Request) -> Service:
     return svc
 
 
+def rbac(request: Request) -> Rbac:
+    rules: Rbac = request.app.state.rbac
+    return rules
+
+
+def needs(*rules: str) -> dict[str, Any]:
+    """The route's ``openapi_extra``: the RBAC rules it checks (``x-rbac-rules`` in the
+    OpenAPI document). The RBAC matrix test walks the document and fails on a route
+    that declares none, so a new route cannot skip authorisation unseen."""
+    return {"x-rbac-rules": list(rules)}
+
+
 def launcher(request: Request) -> Launcher:
     launch: Launcher = request.app.state.launcher
     return launch
@@ -59,6 +72,7 @@ def launcher(request: Request) -> Launcher:
 Caller = Annotated[Principal, Depends(principal)]
 Svc = Annotated[Service, Depends(service)]
 Launch = Annotated[Launcher, Depends(launcher)]
+Rules = Annotated[Rbac, Depends(rbac)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Marker = Annotated[str | None, Query(max_length=255)]
 IdempotencyKey = Annotated[str | None, Header(max_length=255)]

@@ -129,7 +129,8 @@ def metrics_route(
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
         if not public:
-            auth.principal(token_of(request)).require_admin()
+            caller = auth.principal(token_of(request))
+            app.state.rbac.authorize(caller, "seawall:metrics:get", caller.project)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.state.metrics_registry = registry

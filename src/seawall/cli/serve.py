@@ -56,7 +56,20 @@ def _home(click_ctx: click.Context, home: str | None) -> Path:
     metavar="PROJECT",
     help="Print a new local API token for PROJECT (stored hashed in home) and exit.",
 )
-@click.option("--admin", is_flag=True, help="With --issue-token: the token has the admin role.")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    type=click.Choice(["reader", "member", "dr-operator", "admin"]),
+    help="With --issue-token: a role the token holds (repeatable; default member).",
+)
+@click.option("--admin", is_flag=True, help="With --issue-token: same as --role admin.")
+@click.option(
+    "--rbac-file",
+    envvar="SEAWALL_RBAC_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="oslo.policy YAML file overriding the default RBAC rules (docs/reference/rbac.md).",
+)
 @click.option("--log-level", default="info", show_default=True)
 @click.pass_context
 def serve_command(
@@ -73,7 +86,9 @@ def serve_command(
     public_metrics: bool,
     audit_file: str | None,
     issue_token: str | None,
+    roles: tuple[str, ...],
     admin: bool,
+    rbac_file: Path | None,
     log_level: str,
 ) -> None:
     """Run seawall as a service: policies on schedule, REST API (/v1), dashboard (/)."""
@@ -82,8 +97,12 @@ def serve_command(
     root = _home(click_ctx, home)
     tokens = LocalTokens(root)
     if issue_token:
-        click.echo(tokens.issue(issue_token, admin=admin))
+        click.echo(tokens.issue(issue_token, roles=roles or ("member",), admin=admin))
         return
+
+    from seawall.service.rbac import Rbac
+
+    rbac = Rbac(rbac_file)  # before anything starts or is written: a bad file stops here
 
     import uvicorn
 
@@ -97,7 +116,7 @@ def serve_command(
     )
     log = logging.getLogger("seawall.serve")
     if not tokens.path.exists():
-        token = tokens.issue("admin", admin=True, name="first admin")
+        token = tokens.issue("admin", roles=["admin"], name="first admin")
         first = root / "admin-token"
         first.write_text(token + "\n")
         first.chmod(0o600)
@@ -122,8 +141,9 @@ def serve_command(
         launcher=launcher,
         leader=(lambda: scheduler.leader) if scheduler else None,
         public_metrics=public_metrics,
+        rbac=rbac,
     )
-    add_dashboard(app, svc, auth.principal, launcher.start)
+    add_dashboard(app, svc, auth.principal, launcher.start, rbac=rbac)
 
     def resume() -> None:
         try:

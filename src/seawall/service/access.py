@@ -7,7 +7,9 @@ their names do not leak. Sites and policies are a shared catalogue: every caller
 them, only admins change them.
 
 The edges (``seawall.api``, ``seawall.web``) authenticate; they ask this module what the
-authenticated caller may do.
+authenticated caller may see, and :mod:`seawall.service.rbac` what its roles allow it to
+do there (after this module found the object visible, so a denial is never an
+existence oracle).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from seawall.model import Run, Workload
 
 __all__ = [
     "Forbidden",
-    "require_admin",
     "sees",
     "visible_run",
     "visible_workload",
@@ -53,17 +54,6 @@ class Owned(Protocol):
 def sees(caller: Caller, project: str) -> bool:
     """Whether ``caller`` may see (and act on) what belongs to ``project``."""
     return caller.admin or project in {caller.project, caller.project_id} - {""}
-
-
-def require_admin(caller: Caller) -> None:
-    if not caller.admin:
-        raise Forbidden("this needs the admin role")
-
-
-def require_audit_reader(caller: Caller) -> None:
-    """Whether ``caller`` may read the audit trail (every project's): admins only. The
-    API, the dashboard and nothing else ask this, so the rule is changed here alone."""
-    require_admin(caller)
 
 
 def visible_workload(store: Owned, caller: Caller, name: str) -> Workload:

@@ -25,6 +25,7 @@ from fastapi.datastructures import Default
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from seawall.service import Service
+from seawall.service.rbac import Rbac
 from seawall.web.graph import graph_svg
 from seawall.web.pages import CONFIRMABLE, Dashboard, StartRun
 from seawall.web.session import COOKIE, Caller, PrincipalOf, csrf_token
@@ -60,10 +61,17 @@ ROUTES = (
 
 
 def add_dashboard(
-    app: FastAPI, service: Service, principal_of: PrincipalOf, start_run: StartRun
+    app: FastAPI,
+    service: Service,
+    principal_of: PrincipalOf,
+    start_run: StartRun,
+    *,
+    rbac: Rbac | None = None,
 ) -> None:
-    """Mount the dashboard's pages on ``app``."""
-    dashboard = Dashboard(service, principal_of, start_run)
+    """Mount the dashboard's pages on ``app``; ``rbac`` should be the API's (the same
+    rules for the same actions), by default the API's on ``app.state`` if it is there."""
+    rules = rbac or getattr(app.state, "rbac", None) or Rbac()
+    dashboard = Dashboard(service, principal_of, start_run, rules)
     for method, path, name, signed_in in ROUTES:
         page = getattr(dashboard, name)
         endpoint = dashboard.signed_in(page) if signed_in else page

@@ -4,8 +4,10 @@ Every page but the sign-in form needs a signed-in caller (others are sent to
 ``/login?next=<path>``) and renders a :class:`~seawall.errors.SeawallError` as the error
 page with the error's HTTP status. What a caller may see is decided by ``Caller.sees``
 (``seawall.service.access.sees``); objects of another project are *not found*, like
-objects that do not exist. The dashboard's not-found messages carry no hint at the
-``/v1`` API, unlike the API's.
+objects that do not exist. What it may do is decided by the API's RBAC rules
+(:class:`~seawall.service.rbac.Rbac`, the same rule names as the routes'): a page the
+caller's roles do not allow answers 403, and a button it may not press is not shown.
+The dashboard's not-found messages carry no hint at the ``/v1`` API, unlike the API's.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from fastapi.responses import RedirectResponse, Response
 from seawall.errors import NotFound, SeawallError
 from seawall.fidelity import Drift
 from seawall.model import Checkpoint, RecoveryPlan, ResourceGraph, Run, RunKind, Workload, dump
-from seawall.service import Service, access
+from seawall.service import Service
 from seawall.service.audit import OUTCOMES, AuditFilter, initiator_of
+from seawall.service.rbac import Rbac
 from seawall.web.graph import graph_svg
 from seawall.web.render import Renderer
 from seawall.web.session import (
@@ -54,25 +57,32 @@ class Dashboard:
     how to start a run (``seawall serve`` passes the API's; this package does not import
     :mod:`seawall.api`)."""
 
-    def __init__(self, service: Service, principal_of: PrincipalOf, start_run: StartRun) -> None:
+    def __init__(
+        self, service: Service, principal_of: PrincipalOf, start_run: StartRun, rbac: Rbac
+    ) -> None:
         self.svc = service
         self.principal_of = principal_of
         self.start_run = start_run
+        self.rbac = rbac
         self.renderer = Renderer()
         self.render = self.renderer.render
 
     # -- visibility ---------------------------------------------------------------
 
-    def visible_workload(self, caller: Caller, name: str) -> Workload:
+    def visible_workload(self, caller: Caller, name: str, action: str) -> Workload:
+        """The workload if the caller sees it (else not found) and its roles allow
+        ``action`` on it (else forbidden)."""
         w = self.svc.get_workload(name)
         if not caller.sees(w.project):
             raise NotFound(f"workload {name!r} not found")
+        self.rbac.authorize(caller, action, w.project)
         return w
 
     def visible_run(self, caller: Caller, run_id: str) -> Run:
         run = self.svc.get_run(run_id)
         if not caller.sees(run.project):
             raise NotFound(f"run {run_id!r} not found")
+        self.rbac.authorize(caller, "seawall:run:get", run.project)
         return run
 
     def signed_in(self, fn: Page) -> Page:
@@ -118,6 +128,7 @@ class Dashboard:
     # -- pages --------------------------------------------------------------------
 
     def overview(self, request: Request, caller: Caller) -> Response:
+        self.rbac.authorize(caller, "seawall:workload:list", caller.project)
         rows = [r for r in self.svc.rpo_report() if caller.sees(r["project"])]
         latest = self.svc.latest_runs()
         for r in rows:
@@ -135,7 +146,7 @@ class Dashboard:
         )
 
     def workload(self, request: Request, caller: Caller, name: str) -> Response:
-        w = self.visible_workload(caller, name)
+        w = self.visible_workload(caller, name, "seawall:workload:get")
         row = next((r for r in self.svc.rpo_report() if r["workload"] == name), None)
         cps = self.svc.list_checkpoints(workload=name)
         graph = cps[0].graph if cps else self._resolved(w)
@@ -158,6 +169,7 @@ class Dashboard:
             runs=self.svc.list_runs(workload=name, limit=20),
             events=self.svc.list_events(workload=name, limit=20),
             drift=self._drift(w),
+            may_start=self.rbac.allowed_runs(caller, w.project, CONFIRMABLE),
         )
 
     def _drift(self, w: Workload) -> tuple[Checkpoint | None, Drift] | str:
@@ -184,8 +196,7 @@ class Dashboard:
         return plans
 
     def confirm(self, request: Request, caller: Caller, name: str, operation: str) -> Response:
-        w = self.visible_workload(caller, name)
-        confirmable(operation)
+        w = self.visible_workload(caller, name, f"seawall:run:create:{confirmable(operation)}")
         target = w.targets[0] if w.targets else w.site
         cps = self.svc.list_checkpoints(workload=name, site=target)
         return self.render(
@@ -206,8 +217,8 @@ class Dashboard:
         if not csrf_matches(request, csrf):
             return self.render("error.html", request, caller, error="stale form; reload the page")
         try:
-            w = self.visible_workload(caller, name)
             operation = confirmable(operation)
+            w = self.visible_workload(caller, name, f"seawall:run:create:{operation}")
             run, _ = self.start_run(
                 operation, w.name, project=w.project, by="dashboard", initiator=initiator_of(caller)
             )
@@ -216,6 +227,7 @@ class Dashboard:
         return RedirectResponse(f"/runs/{run.id}", status_code=303)
 
     def runs(self, request: Request, caller: Caller) -> Response:
+        self.rbac.authorize(caller, "seawall:run:list", caller.project)
         items = [r for r in self.svc.list_runs(limit=500) if caller.sees(r.project)][:100]
         return self.render("runs.html", request, caller, runs=items)
 
@@ -224,6 +236,7 @@ class Dashboard:
         return self.render("run.html", request, caller, run=run, steps=self.svc.steps(run_id))
 
     def drills(self, request: Request, caller: Caller) -> Response:
+        self.rbac.authorize(caller, "seawall:run:list", caller.project)
         items = [
             r
             for r in self.svc.list_runs(limit=1000)
@@ -232,11 +245,13 @@ class Dashboard:
         return self.render("drills.html", request, caller, drills=items[:100])
 
     def usage(self, request: Request, caller: Caller) -> Response:
+        self.rbac.authorize(caller, "seawall:usage:get", caller.project)
         all_usage: Mapping[str, Mapping[str, float]] = self.svc.usage()
         shown = {p: m for p, m in all_usage.items() if caller.sees(p)}
         return self.render("usage.html", request, caller, usage=shown)
 
     def events(self, request: Request, caller: Caller) -> Response:
+        self.rbac.authorize(caller, "seawall:events:list", caller.project)
         projects = {w.name: w.project for w in self.svc.list_workloads()}
         items = [
             e
@@ -256,7 +271,7 @@ class Dashboard:
     ) -> Response:
         """The audit trail, newest first, for admins (others get the 403 error page);
         the form filters by user, project (name or id), action and outcome."""
-        access.require_audit_reader(caller)
+        self.rbac.authorize(caller, "seawall:audit:list", caller.project)
         given = {"user": user, "project": project, "action": action, "outcome": outcome}
         chosen = {k: (v.strip()[:255] or None) if v else None for k, v in given.items()}
         if chosen["outcome"] not in OUTCOMES:

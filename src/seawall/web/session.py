@@ -33,6 +33,9 @@ class Caller(access.Caller, Protocol):
     @property
     def user(self) -> str: ...
 
+    @property
+    def roles(self) -> frozenset[str]: ...
+
     def sees(self, project: str) -> bool: ...
 
 

@@ -5,7 +5,8 @@ tags in the interactive docs: :mod:`.catalogue` (sites, policies), :mod:`.worklo
 :mod:`.checkpoints`, :mod:`.plans`, :mod:`.runs`, :mod:`.reports` (drills, reports),
 :mod:`.usage`, :mod:`.events`, :mod:`.audit` (admins only). Every route authorises by
 project through :mod:`seawall.service.access` (another project's object answers 404, like
-a missing one).
+a missing one), then by role with one :meth:`~seawall.service.rbac.Rbac.authorize` call
+on the rule it declares with ``needs(...)`` (``x-rbac-rules`` in the OpenAPI document).
 
 The route functions' names are the operation ids, and a docstring becomes the
 operation's description: both are part of the published API.

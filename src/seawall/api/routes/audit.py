@@ -10,9 +10,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from seawall.api.dependencies import Caller, Limit, Marker, Since, Svc, paginate
+from seawall.api.dependencies import Caller, Limit, Marker, Rules, Since, Svc, needs, paginate
 from seawall.api.schemas import AuditOut, Page
-from seawall.service import access
 from seawall.service.audit import AuditFilter
 
 router = APIRouter()
@@ -20,10 +19,11 @@ router = APIRouter()
 Name = Annotated[str | None, Query(max_length=255)]
 
 
-@router.get("/audit", tags=["audit"])
+@router.get("/audit", tags=["audit"], openapi_extra=needs("seawall:audit:list"))
 def list_audit(
     p: Caller,
     svc: Svc,
+    rbac: Rules,
     since: Since = None,
     until: Since = None,
     project: Name = None,
@@ -35,7 +35,7 @@ def list_audit(
 ) -> Page[AuditOut]:
     """Who did what, when and from where; ``project`` matches the initiator's project
     name or id; ``since <= at < until`` in seconds since the epoch. Admins only."""
-    access.require_audit_reader(p)
+    rbac.authorize(p, "seawall:audit:list", p.project)
     selected = AuditFilter(
         since=since, until=until, project=project, user=user, action=action, outcome=outcome
     )

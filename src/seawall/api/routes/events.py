@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from seawall.api.auth import Principal
-from seawall.api.dependencies import Caller, Limit, Marker, Since, Svc, paginate
+from seawall.api.dependencies import Caller, Limit, Marker, Rules, Since, Svc, needs, paginate
 from seawall.api.schemas import EventOut, Page
 from seawall.errors import NotFound
 from seawall.service import Service, access
@@ -47,17 +47,20 @@ class EventVisibility:
         return self.run_projects[run_id]
 
 
-@router.get("/events", tags=["events"])
+@router.get("/events", tags=["events"], openapi_extra=needs("seawall:events:list"))
 def events(
     p: Caller,
     svc: Svc,
+    rbac: Rules,
     workload: str | None = None,
     since: Since = None,
     limit: Limit = 100,
     marker: Marker = None,
 ) -> Page[EventOut]:
+    owner = p.project
     if workload is not None:
-        access.visible_workload(svc, p, workload)
+        owner = access.visible_workload(svc, p, workload).project
+    rbac.authorize(p, "seawall:events:list", owner)
     visible = EventVisibility(svc, p)
     evs = [
         EventOut.model_validate(e, from_attributes=True)

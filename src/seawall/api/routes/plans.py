@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from seawall.api.dependencies import Caller, Svc
+from seawall.api.dependencies import Caller, Rules, Svc, needs
 from seawall.api.schemas import PlanOut
 from seawall.model import dump
 from seawall.service import access
@@ -14,9 +14,10 @@ from seawall.service import access
 router = APIRouter()
 
 
-@router.get("/workloads/{name}/plans", tags=["plans"])
-def workload_plans(p: Caller, svc: Svc, name: str) -> list[PlanOut]:
+@router.get("/workloads/{name}/plans", tags=["plans"], openapi_extra=needs("seawall:plan:list"))
+def workload_plans(p: Caller, svc: Svc, rbac: Rules, name: str) -> list[PlanOut]:
     w = access.visible_workload(svc, p, name)
+    rbac.authorize(p, "seawall:plan:list", w.project)
     plans = {pl.target: pl for pl in svc.list_plans(name)}
     out = [PlanOut(**dump(pl)) for pl in plans.values()]
     for t in w.targets:
@@ -27,8 +28,13 @@ def workload_plans(p: Caller, svc: Svc, name: str) -> list[PlanOut]:
     return out
 
 
-@router.put("/workloads/{name}/plans/{target}", tags=["plans"])
-def set_plan(p: Caller, svc: Svc, name: str, target: str, body: dict[str, Any]) -> PlanOut:
-    access.visible_workload(svc, p, name)
+@router.put(
+    "/workloads/{name}/plans/{target}", tags=["plans"], openapi_extra=needs("seawall:plan:update")
+)
+def set_plan(
+    p: Caller, svc: Svc, rbac: Rules, name: str, target: str, body: dict[str, Any]
+) -> PlanOut:
+    w = access.visible_workload(svc, p, name)
+    rbac.authorize(p, "seawall:plan:update", w.project)
     plan = svc.set_plan({**body, "workload": name, "target": target})
     return PlanOut(**dump(plan))

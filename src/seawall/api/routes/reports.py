@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from seawall.api.dependencies import Caller, IdempotencyKey, Launch, Limit, Marker, Svc, paginate
+from seawall.api.dependencies import (
+    Caller,
+    IdempotencyKey,
+    Launch,
+    Limit,
+    Marker,
+    Rules,
+    Svc,
+    needs,
+    paginate,
+)
 from seawall.api.routes.runs import start_run
 from seawall.api.routes.workloads import rpo_rows
 from seawall.api.schemas import DrillIn, DrillReport, OperationIn, Page, ReportRow, RunOut
@@ -40,12 +50,19 @@ def drill_report(run: Run) -> DrillReport:
     )
 
 
-@router.get("/drills", tags=["drills"])
+@router.get("/drills", tags=["drills"], openapi_extra=needs("seawall:run:list"))
 def list_drills(
-    p: Caller, svc: Svc, workload: str | None = None, limit: Limit = 100, marker: Marker = None
+    p: Caller,
+    svc: Svc,
+    rbac: Rules,
+    workload: str | None = None,
+    limit: Limit = 100,
+    marker: Marker = None,
 ) -> Page[DrillReport]:
+    owner = p.project
     if workload is not None:
-        access.visible_workload(svc, p, workload)
+        owner = access.visible_workload(svc, p, workload).project
+    rbac.authorize(p, "seawall:run:list", owner)
     runs = [
         r
         for r in svc.list_runs(workload=workload, limit=5000)
@@ -55,17 +72,20 @@ def list_drills(
     return Page[DrillReport](items=[drill_report(r) for r in items], next_marker=nxt)
 
 
-@router.post("/drills", tags=["drills"], status_code=202)
+@router.post(
+    "/drills", tags=["drills"], status_code=202, openapi_extra=needs("seawall:run:create:drill")
+)
 def start_drill(
     p: Caller,
     svc: Svc,
+    rbac: Rules,
     launch: Launch,
     body: DrillIn,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> RunOut:
     operation = OperationIn(operation="drill", target=body.target, checkpoint_id=body.checkpoint_id)
-    return start_run(p, svc, launch, body.workload, operation, response, idempotency_key)
+    return start_run(p, svc, rbac, launch, body.workload, operation, response, idempotency_key)
 
 
 def last_rto(latest: dict[tuple[str, str], Run], workload: str) -> float | None:
@@ -81,9 +101,10 @@ def last_rto(latest: dict[tuple[str, str], Run], workload: str) -> float | None:
     return value
 
 
-@router.get("/reports", tags=["reports"])
-def report(p: Caller, svc: Svc) -> list[ReportRow]:
+@router.get("/reports", tags=["reports"], openapi_extra=needs("seawall:report:get"))
+def report(p: Caller, svc: Svc, rbac: Rules) -> list[ReportRow]:
     """RPO and RTO per workload: achieved vs policy, last measured RTO, last drill."""
+    rbac.authorize(p, "seawall:report:get", p.project)
     latest = svc.latest_runs()
     out = []
     for row in rpo_rows(svc, p).values():

@@ -13,11 +13,22 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from seawall.api.dependencies import Caller, IdempotencyKey, Launch, Limit, Marker, Svc, paginate
+from seawall.api.dependencies import (
+    Caller,
+    IdempotencyKey,
+    Launch,
+    Limit,
+    Marker,
+    Rules,
+    Svc,
+    needs,
+    paginate,
+)
 from seawall.api.schemas import OperationIn, Page, RunOut, StepOut
 from seawall.model import Run, RunKind, dump
 from seawall.service import access
 from seawall.service.audit import initiator_of
+from seawall.service.rbac import RUN_ROLES
 
 router = APIRouter()
 
@@ -46,18 +57,26 @@ def run_out(run: Run, steps: Iterable[Any] | None = None) -> RunOut:
     )
 
 
-@router.post("/workloads/{name}/runs", tags=["runs"], status_code=202)
+@router.post(
+    "/workloads/{name}/runs",
+    tags=["runs"],
+    status_code=202,
+    openapi_extra=needs(*(f"seawall:run:create:{kind}" for kind in RUN_ROLES)),
+)
 def start_run(
     p: Caller,
     svc: Svc,
+    rbac: Rules,
     launch: Launch,
     name: str,
     body: OperationIn,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> RunOut:
-    """Start an operation; answers 202 at once (200 for a repeated Idempotency-Key)."""
+    """Start an operation; answers 202 at once (200 for a repeated Idempotency-Key).
+    Each kind has its rule: ``seawall:run:create:<operation>``."""
     w = access.visible_workload(svc, p, name)
+    rbac.authorize(p, f"seawall:run:create:{body.operation}", w.project)
     run, fresh = launch.start(
         body.operation,
         w.name,
@@ -73,17 +92,20 @@ def start_run(
     return run_out(run)
 
 
-@router.get("/runs", tags=["runs"])
+@router.get("/runs", tags=["runs"], openapi_extra=needs("seawall:run:list"))
 def list_runs(
     p: Caller,
     svc: Svc,
+    rbac: Rules,
     workload: str | None = None,
     kind: RunKind | None = None,
     limit: Limit = 100,
     marker: Marker = None,
 ) -> Page[RunOut]:
+    owner = p.project
     if workload is not None:
-        access.visible_workload(svc, p, workload)
+        owner = access.visible_workload(svc, p, workload).project
+    rbac.authorize(p, "seawall:run:list", owner)
     runs = [
         r
         for r in svc.list_runs(workload=workload, limit=5000)
@@ -93,13 +115,20 @@ def list_runs(
     return Page[RunOut](items=[run_out(r) for r in items], next_marker=nxt)
 
 
-@router.get("/runs/{run_id}", tags=["runs"])
-def get_run(p: Caller, svc: Svc, run_id: str) -> RunOut:
+@router.get("/runs/{run_id}", tags=["runs"], openapi_extra=needs("seawall:run:get"))
+def get_run(p: Caller, svc: Svc, rbac: Rules, run_id: str) -> RunOut:
     run = access.visible_run(svc, p, run_id)
+    rbac.authorize(p, "seawall:run:get", run.project)
     return run_out(run, svc.steps(run_id))
 
 
-@router.post("/runs/{run_id}/cancel", tags=["runs"], status_code=202)
-def cancel_run(p: Caller, svc: Svc, run_id: str) -> RunOut:
-    access.visible_run(svc, p, run_id)
+@router.post(
+    "/runs/{run_id}/cancel",
+    tags=["runs"],
+    status_code=202,
+    openapi_extra=needs("seawall:run:cancel"),
+)
+def cancel_run(p: Caller, svc: Svc, rbac: Rules, run_id: str) -> RunOut:
+    run = access.visible_run(svc, p, run_id)
+    rbac.authorize(p, "seawall:run:cancel", run.project)
     return run_out(svc.cancel(run_id))
