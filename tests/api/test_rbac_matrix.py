@@ -57,6 +57,7 @@ LEAST = {
     "seawall:usage:get": "reader",
     "seawall:events:list": "reader",
     "seawall:metrics:get": "admin",
+    "seawall:audit:list": "admin",
 }
 RANK = {"reader": 0, "member": 1, "dr-operator": 2, "admin": 3}
 CALLERS = (None, "reader", "member", "dr-operator", "admin")
@@ -114,6 +115,7 @@ REQUESTS: dict[tuple[str, str], Request] = {
         ("/v1/policies", {"name": f"rbac-{time.monotonic_ns()}"}) if tag == "own" else None
     ),
     ("get", "/v1/workloads"): own_only("/v1/workloads"),
+    ("get", "/v1/audit"): own_only("/v1/audit"),
     ("post", "/v1/workloads"): create_workload,
     ("get", "/v1/workloads/{name}"): lambda r, o, t: (f"/v1/workloads/{o.name}", None),
     ("get", "/v1/workloads/{name}/checkpoints"): lambda r, o, t: (

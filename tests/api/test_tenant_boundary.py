@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from seawall.api.auth import LocalTokens
 from seawall.model import ResourceKind
+from seawall.service.rbac import OPERATOR
 
 pytestmark = pytest.mark.slow
 
@@ -58,8 +60,10 @@ def test_a_selector_naming_another_projects_servers_selects_nothing(api: Any) ->
     shop_ids = {r.id for r in api.shop.driver("a").list_resources()}
     assert shop_ids.isdisjoint(r.id for r in cp.graph.resources)
     assert {r.name for r in cp.graph.of_kind(ResourceKind.SERVER)} == {"db"}
-    # and a failover of it powers off beta's db only: shop's servers keep running
-    run = api.post("beta", "/v1/workloads/all-of-beta/runs", {"operation": "failover"})
+    # and a failover of it (by beta's DR operator) powers off beta's db only: shop's
+    # servers keep running
+    api.tokens["beta-operator"] = LocalTokens(api.shop.svc.home).issue("beta", roles=[OPERATOR])
+    run = api.post("beta-operator", "/v1/workloads/all-of-beta/runs", {"operation": "failover"})
     assert run.status_code == 202, run.text
     assert wait_run(api, "beta", run.json()["id"])["state"] == "succeeded"
     assert shop_servers_running(api) == before

@@ -122,7 +122,7 @@ def test_cli_api_and_scheduler_start_operations_through_one_pipeline(
 
     # the API: protect b -> a, drill at a, fail over back to a
     tokens = LocalTokens(svc.home)
-    headers = {"Authorization": f"Bearer {tokens.issue('default')}"}
+    headers = {"Authorization": f"Bearer {tokens.issue('default', roles=['dr-operator'])}"}
     launcher = Launcher(svc, 1)
     ids["api"] = []
     with TestClient(create_app(svc, Authenticator(tokens), launcher=launcher)) as client:
