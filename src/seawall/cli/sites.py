@@ -138,8 +138,11 @@ def site_add(
 def site_credentials(
     ctx: Ctx, name: str, s3_access_key_id: str | None, s3_secret_access_key_file: str | None
 ) -> None:
-    """Give a site's repository new S3 credentials, and move any still written in its
-    repository URL (a site added by an older seawall) out of it, encrypted into the home."""
+    """Set a site's S3 credentials; move any out of its URL.
+
+    New credentials are given with --s3-access-key-id and --s3-secret-access-key-file;
+    with neither, the credentials still written in the repository URL of a site added
+    by an older seawall are moved out of the state database, encrypted into the home."""
     s = ctx.service.set_site_credentials(
         name, _credentials(s3_access_key_id, s3_secret_access_key_file)
     )
