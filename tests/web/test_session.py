@@ -129,3 +129,12 @@ def test_a_session_expires_and_the_sign_in_forms_sooner() -> None:
     assert sessions.get(signed_in) is not None
     now[0] += MAX_AGE - SIGN_IN_AGE
     assert sessions.get(signed_in) is None
+
+
+def test_a_flood_of_sign_in_forms_signs_nobody_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("seawall.web.session.MAX_SESSIONS", 3)
+    sessions = Sessions()
+    signed_in = sessions.open("tok")
+    forms = [sessions.open(None) for _ in range(10)]
+    assert sessions.get(signed_in) is not None
+    assert [sessions.get(f) is not None for f in forms] == [False] * 7 + [True] * 3

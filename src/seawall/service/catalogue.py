@@ -79,7 +79,7 @@ class Catalogue:
                 field="site.params",
             )
         repository, in_url = split_credentials(repository)
-        secrets = {**in_url, **(credentials or {})}
+        kept = {**in_url, **(credentials or {})}
         site = load(
             Site,
             {
@@ -102,7 +102,7 @@ class Catalogue:
         open_site(site).ping()
         if init_repository and repository:
             source = self.handles.repository(key_from) if key_from else None
-            storage = open_storage(repository, secrets)
+            storage = open_storage(repository, kept)
             kdf = os.environ.get("SEAWALL_KDF", "default")
             passphrase = self.handles.passphrase()
             try:
@@ -110,7 +110,7 @@ class Catalogue:
             except Conflict:
                 Repository.open(storage, passphrase).close()
         self.db.add_site(site)
-        self.handles.credentials.save(name, secrets)
+        self.handles.credentials.save(name, kept)
         return site
 
     def set_credentials(self, name: str, credentials: Mapping[str, str]) -> Site:
@@ -118,14 +118,14 @@ class Catalogue:
         URL (a site added before credentials were kept apart) out of the record."""
         site = self.db.get_site(name)
         repository, in_url = split_credentials(site.repository)
-        secrets = {**self.handles.credentials.load(name), **in_url, **credentials}
-        if not secrets:
+        kept = {**self.handles.credentials.load(name), **in_url, **credentials}
+        if not kept:
             raise InvalidInput(
                 f"site {name}: no credentials given; use --s3-access-key-id and "
                 "--s3-secret-access-key-file",
                 field="credentials",
             )
-        self.handles.credentials.save(name, secrets)
+        self.handles.credentials.save(name, kept)
         if repository != site.repository:
             site = replace(site, repository=repository)
             self.db.update_site(site)

@@ -39,7 +39,9 @@ from seawall.service import access
 COOKIE = "seawall_session"
 MAX_AGE = 86400  # a day; the token itself may live longer
 SIGN_IN_AGE = 900  # the sign-in form's anonymous session: a quarter of an hour
-MAX_SESSIONS = 10_000  # the oldest go first beyond this: GET /login cannot exhaust memory
+#: sessions kept of each kind (signed in, anonymous), the oldest dropped beyond it: a flood
+#: of GET /login neither exhausts memory nor signs anyone out
+MAX_SESSIONS = 10_000
 
 
 class Caller(access.Caller, Protocol):
@@ -70,16 +72,21 @@ class Sessions:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._by_id: OrderedDict[str, Session] = OrderedDict()
+        #: by kind (signed in or not), oldest first
+        self._kinds: dict[bool, OrderedDict[str, Session]] = {
+            True: OrderedDict(),
+            False: OrderedDict(),
+        }
 
     def open(self, token: str | None) -> str:
         """A new session's id: signed in with ``token``, or anonymous (the sign-in form)."""
         sid = secrets.token_urlsafe(32)
         age = MAX_AGE if token is not None else SIGN_IN_AGE
+        kind = self._kinds[token is not None]
         with self._lock:
-            self._by_id[sid] = Session(secrets.token_urlsafe(24), self._clock() + age, token)
-            while len(self._by_id) > MAX_SESSIONS:
-                self._by_id.popitem(last=False)
+            kind[sid] = Session(secrets.token_urlsafe(24), self._clock() + age, token)
+            while len(kind) > MAX_SESSIONS:
+                kind.popitem(last=False)
         return sid
 
     def get(self, sid: str | None) -> Session | None:
@@ -87,16 +94,21 @@ class Sessions:
         if not sid:
             return None
         with self._lock:
-            session = self._by_id.get(sid)
-            if session is not None and session.expires <= self._clock():
-                del self._by_id[sid]
-                return None
-            return session
+            for kind in self._kinds.values():
+                session = kind.get(sid)
+                if session is None:
+                    continue
+                if session.expires <= self._clock():
+                    del kind[sid]
+                    return None
+                return session
+            return None
 
     def close(self, sid: str | None) -> None:
         """Revoke ``sid`` (sign-out): the cookie, if kept or stolen, opens nothing."""
         with self._lock:
-            self._by_id.pop(sid or "", None)
+            for kind in self._kinds.values():
+                kind.pop(sid or "", None)
 
     def of(self, request: Request) -> Session | None:
         return self.get(request.cookies.get(COOKIE))
