@@ -123,7 +123,7 @@ def test_sign_out_revokes_the_session_on_the_server(world: tuple[Service, str]) 
 def test_a_session_expires_and_the_sign_in_forms_sooner() -> None:
     now = [1000.0]
     sessions = Sessions(clock=lambda: now[0])
-    signed_in, anonymous = sessions.open("tok"), sessions.open(None)
+    (signed_in, _), (anonymous, _) = sessions.open("tok"), sessions.open(None)
     now[0] += SIGN_IN_AGE
     assert sessions.get(anonymous) is None
     assert sessions.get(signed_in) is not None
@@ -134,7 +134,7 @@ def test_a_session_expires_and_the_sign_in_forms_sooner() -> None:
 def test_a_flood_of_sign_in_forms_signs_nobody_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("seawall.web.session.MAX_SESSIONS", 3)
     sessions = Sessions()
-    signed_in = sessions.open("tok")
-    forms = [sessions.open(None) for _ in range(10)]
+    signed_in, _ = sessions.open("tok")
+    forms = [sessions.open(None)[0] for _ in range(10)]
     assert sessions.get(signed_in) is not None
     assert [sessions.get(f) is not None for f in forms] == [False] * 7 + [True] * 3

@@ -101,9 +101,7 @@ class Dashboard:
 
     def _login_page(self, request: Request, next: str, error: str = "") -> Response:
         """The sign-in form, under a fresh anonymous session whose CSRF token it carries."""
-        sid = self.sessions.open(None)
-        session = self.sessions.get(sid)
-        assert session is not None  # just opened
+        sid, session = self.sessions.open(None)
         resp = self.render("login.html", request, None, next=next, error=error, csrf=session.csrf)
         self.sessions.set_cookie(request, resp, sid, SIGN_IN_AGE)
         return resp
@@ -127,7 +125,8 @@ class Dashboard:
             return failed
         self.sessions.close(request.cookies.get(COOKIE))
         resp = RedirectResponse(local_target(next), status_code=303)
-        self.sessions.set_cookie(request, resp, self.sessions.open(token.strip()), MAX_AGE)
+        sid, _ = self.sessions.open(token.strip())
+        self.sessions.set_cookie(request, resp, sid, MAX_AGE)
         return resp
 
     def logout(self, request: Request, csrf: str = Form("")) -> Response:

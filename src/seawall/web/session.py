@@ -78,16 +78,18 @@ class Sessions:
             False: OrderedDict(),
         }
 
-    def open(self, token: str | None) -> str:
-        """A new session's id: signed in with ``token``, or anonymous (the sign-in form)."""
+    def open(self, token: str | None) -> tuple[str, Session]:
+        """A new session and its id: signed in with ``token``, or anonymous (the sign-in
+        form's)."""
         sid = secrets.token_urlsafe(32)
         age = MAX_AGE if token is not None else SIGN_IN_AGE
+        session = Session(secrets.token_urlsafe(24), self._clock() + age, token)
         kind = self._kinds[token is not None]
         with self._lock:
-            kind[sid] = Session(secrets.token_urlsafe(24), self._clock() + age, token)
+            kind[sid] = session
             while len(kind) > MAX_SESSIONS:
                 kind.popitem(last=False)
-        return sid
+        return sid, session
 
     def get(self, sid: str | None) -> Session | None:
         """The live session ``sid`` names; an expired one is forgotten here."""
