@@ -8,10 +8,10 @@ the hook's ``on_failure`` rule: fail the run, or degrade to crash-consistent and
 
 from __future__ import annotations
 
-import os
 import subprocess
 from typing import Protocol, runtime_checkable
 
+from seawall import procfs
 from seawall.clouds import CloudDriver
 from seawall.errors import PermanentError
 from seawall.model import QuiesceHook, Resource
@@ -53,14 +53,18 @@ class GuestAgentQuiesce:
 
 
 class ScriptQuiesce:
-    """User scripts (e.g. ``nodetool snapshot``); the server's name and id are in the env."""
+    """User scripts (e.g. ``nodetool snapshot``). Their whole environment is PATH, the
+    locale, HOME and the server's name and id (``SEAWALL_SERVER``, ``SEAWALL_SERVER_ID``):
+    nothing of seawall's own (passphrase, tokens, cloud or storage credentials)."""
 
     name = "script"
 
     def _run(self, command: tuple[str, ...], server: Resource, hook: QuiesceHook) -> None:
         if not command:
             return
-        env = dict(os.environ, SEAWALL_SERVER=server.name, SEAWALL_SERVER_ID=server.id)
+        env = procfs.workload_environment(
+            {"SEAWALL_SERVER": server.name, "SEAWALL_SERVER_ID": server.id}
+        )
         try:
             done = subprocess.run(
                 list(command),

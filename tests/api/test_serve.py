@@ -194,3 +194,34 @@ def test_two_servers_one_database_no_duplicate_runs(
     }
     assert all(len(v) == 1 for v in per_workload.values()), per_workload
     assert all(r["state"] == RunState.SUCCEEDED.value for r in protects), protects
+
+
+def test_a_token_in_the_url_is_refused_and_never_logged(
+    seawall_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``?token=`` (or ``access_token``) lands in proxies' and servers' access logs and in
+    browser history: a real ``seawall serve`` answers 400 and its access log shows the
+    request with the value redacted, for the API and the dashboard alike."""
+    home = tmp_path / "home"
+    token = LocalTokens(home).issue("default")
+    with serve(home, seawall_env, "--no-scheduler") as srv:
+        for path in (
+            f"/v1/workloads?token={token}",
+            f"/v1/workloads?limit=5&access_token={token}",
+            f"/?Token={token}",
+        ):
+            answer = httpx.get(srv.url + path, timeout=10)
+            assert answer.status_code == 400, (path, answer.text)
+            assert answer.headers["content-type"] == "application/problem+json"
+            body = answer.json()
+            assert body["title"] == "TokenInURL"
+            assert "Authorization: Bearer" in body["detail"]
+        ok = httpx.get(
+            srv.url + "/v1/workloads", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert ok.status_code == 200
+        srv.proc.send_signal(signal.SIGTERM)
+        srv.proc.wait(15)
+    log = srv.log.read_text()
+    assert "GET /v1/workloads?limit=5&access_token=*** HTTP/1.1" in log, log
+    assert token not in log

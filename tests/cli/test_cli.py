@@ -152,6 +152,87 @@ def test_site_add_missing_file_and_duplicate(env: Path) -> None:
     fails(seawall("site", "remove", "nosuch"), errors.NotFound, "site 'nosuch' not found")
 
 
+SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
+S3_URL = "s3://backups/site-s?endpoint=http://127.0.0.1:7480"
+
+
+def nothing_holds(root: Path, secret: str) -> None:
+    """No file under ``root`` (the state database, the home, the sim site) holds
+    ``secret`` in plain text."""
+    holders = [p for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert holders == [], holders
+
+
+def test_s3_credentials_are_kept_encrypted_apart_from_the_site(env: Path) -> None:
+    key_file = write(env / "s3-secret", SECRET + "\n")
+    added = seawall("--json", "site", "add", "s", "--driver", "sim", "--param",
+                    f"path={env / 's'}", "--repository", S3_URL, "--s3-access-key-id",
+                    "AKIDEXAMPLE", "--s3-secret-access-key-file", key_file)  # fmt: skip
+    assert added.code == 0, added.err
+    assert added.json()["repository"] == S3_URL
+    (env / "s3-secret").unlink()
+    nothing_holds(env, SECRET)
+    nothing_holds(env, "AKIDEXAMPLE")
+    sealed = env / "home" / "credentials" / "s.key"
+    assert sealed.stat().st_mode & 0o777 == 0o600
+    assert [s["repository"] for s in listed("site", "list")] == [S3_URL]
+    assert SECRET not in seawall("site", "list").out
+
+
+def test_credentials_written_into_a_repository_url_are_moved_out_of_it(env: Path) -> None:
+    url = f"{S3_URL}&access_key_id=AKIDEXAMPLE&secret_access_key={SECRET}"
+    added = seawall("--json", "site", "add", "s", "--driver", "sim", "--param",
+                    f"path={env / 's'}", "--repository", url)  # fmt: skip
+    assert added.code == 0, added.err
+    assert SECRET not in added.out
+    nothing_holds(env, SECRET)
+    assert [s["repository"] for s in listed("site", "list")] == [S3_URL]
+
+
+def test_a_site_added_with_credentials_in_its_url_is_masked_until_they_are_moved(
+    env: Path,
+) -> None:
+    """A site an older seawall stored with its URL's credentials still works, is shown
+    with ``***`` and ``seawall site credentials`` moves them out of the state database."""
+    from seawall.db import StateStore
+    from seawall.model import Site
+
+    url = f"{S3_URL}&access_key_id=AKIDEXAMPLE&secret_access_key={SECRET}"
+    with StateStore(f"sqlite:///{env / 'home' / 'state.db'}") as db:
+        db.add_site(Site("old", "sim", {"path": str(env / "old")}, url))
+    shown = " ".join(seawall("site", "list").out.split())  # the table wraps
+    assert SECRET not in shown, shown  # the table cuts the URL: the JSON shows the mask
+    assert "move them out with `seawall site credentials old`" in shown
+    (listed_site,) = listed("site", "list")
+    assert listed_site["repository"] == f"{S3_URL}&access_key_id=***&secret_access_key=***"
+    moved = seawall("site", "credentials", "old")
+    assert moved.code == 0, moved.err
+    nothing_holds(env, SECRET)
+    assert [s["repository"] for s in listed("site", "list")] == [S3_URL]
+    half = seawall("site", "credentials", "old", "--s3-access-key-id", "AKID")
+    fails(half, errors.InvalidInput, "give both --s3-access-key-id and --s3-secret-access-key")
+
+
+def test_a_site_parameter_that_holds_a_password_is_refused(env: Path) -> None:
+    fails(
+        seawall(
+            "site",
+            "add",
+            "os",
+            "--driver",
+            "sim",
+            "--param",
+            f"path={env / 'os'}",
+            "--param",
+            "password=hunter2",
+        ),
+        errors.InvalidInput,
+        "password: a site's parameters are stored and shown in plain text",
+        "clouds.yaml",
+    )
+    assert listed("site", "list") == []
+
+
 # --------------------------------------------------------------------------------------
 # policies
 # --------------------------------------------------------------------------------------

@@ -115,6 +115,50 @@ def test_environment_lists_volumes_in_attach_order(sim: SimHarness) -> None:
     assert http_json(url)["volumes"] == expected
 
 
+#: what seawall's own environment may hold that no workload may ever see
+SECRETS = {
+    "SEAWALL_PASSPHRASE": "hunter2",
+    "SEAWALL_PASSPHRASE_FILE": "/etc/seawall/pp",
+    "SEAWALL_TOKEN": "tok-secret",
+    "OS_PASSWORD": "os-secret",
+    "OS_AUTH_TOKEN": "gAAAA-secret",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret",
+    "SOME_OPERATOR_VARIABLE": "x",
+}
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    """A live process's environment as the kernel holds it (``/proc/<pid>/environ``)."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(e.split("=", 1) for e in raw.decode().split("\0") if "=" in e)
+
+
+def test_a_server_process_gets_nothing_of_seawalls_environment(
+    sim: SimHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    net, _ = sim.network()
+    server = sim.server("s", networks=(net,), command=sim.app_command("db"))
+    wait_healthy(server)
+    pid = sim.sim.server_pid(server.id)
+    assert pid is not None
+    env = environ_of(pid)
+    assert not set(SECRETS) & set(env), env
+    assert not any(k.startswith(("OS_", "AWS_")) for k in env)
+    assert set(env) <= {
+        "PATH",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "HOME",
+        "PYTHONPATH",
+        "PYTHONUNBUFFERED",
+    } | {k for k in env if k.startswith("SEAWALL_") and not k.startswith("SEAWALL_PASSPHRASE")}
+    assert env["SEAWALL_SERVER_ID"] == server.id
+    assert env["HOME"] == str(sim.sim.path)
+
+
 def test_writes_through_the_server_are_tracked(sim: SimHarness) -> None:
     net, _ = sim.network()
     vol = sim.make(K.VOLUME, "data", {"size": 1 << 16})

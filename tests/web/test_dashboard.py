@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from seawall.api.auth import LocalTokens
+from seawall.web import COOKIE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 from test_serve import serve
@@ -55,6 +56,13 @@ def test_overview_workload_and_a_drill_in_a_browser(shop: Any) -> None:
             page.fill("input[name=token]", token)
             page.click("button[type=submit]")
             page.wait_for_selector("#workloads")
+            (cookie,) = page.context.cookies()  # the session id only, never the token
+            assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"]) == (
+                COOKIE,
+                True,
+                "Strict",
+            )
+            assert token not in cookie["value"] and len(cookie["value"]) >= 43
             row = page.locator("tr[data-workload=shop]")
             assert "within RPO" in row.inner_text()
             page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
@@ -87,6 +95,12 @@ def test_overview_workload_and_a_drill_in_a_browser(shop: Any) -> None:
             page.goto(srv.url + "/drills")
             assert "succeeded" in page.locator("#drills").inner_text()
             page.screenshot(path=str(ARTIFACTS / "dashboard-drills.png"), full_page=True)
+
+            page.click("header button")  # sign out: the form carries its CSRF token
+            page.wait_for_url("**/login")
+            page.context.add_cookies([{**cookie, "sameSite": "Strict"}])  # a kept cookie
+            page.goto(srv.url + "/")
+            assert "/login" in page.url  # revoked on the server
         finally:
             browser.close()
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from test_session import sign_in
 
 from seawall.api.app import Launcher, create_app
 from seawall.api.auth import Authenticator, LocalTokens
@@ -32,8 +33,7 @@ def dashboard(shop: Any) -> Iterator[TestClient]:
     app = create_app(svc, auth, launcher=launcher)
     add_dashboard(app, svc, auth.principal, launcher.start)
     with TestClient(app) as client:
-        signed_in = client.post("/login", data={"token": token, "next": "/"})
-        assert signed_in.status_code in (200, 303), signed_in.text
+        sign_in(client, token)
         yield client
     launcher.pool.shutdown(wait=True)
 

@@ -19,6 +19,10 @@ keeps:
   An ``Idempotency-Key`` header makes a retried POST return the run it started first.
 - **Every change is audited**, refused ones too (:mod:`.audit`); admins read the trail
   at ``GET /v1/audit``.
+- **Credentials travel in headers, never in the URL.** A URL is kept by proxies, access
+  logs and browser history; a request with ``?token=`` (:data:`URL_CREDENTIALS`) is
+  refused with 400 before it reaches a route or the dashboard, and
+  :class:`RedactUrlCredentials` keeps the value out of the access log.
 
 The package, highest layer first: this module builds the app; :mod:`.routes` holds the
 routes, one module per resource group; :mod:`.dependencies` what the routes take from a
@@ -29,11 +33,14 @@ request; :mod:`.launcher` the worker threads; :mod:`.problems` the error answers
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, FastAPI, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from seawall import __version__
 from seawall.api.audit import AuditMiddleware
@@ -41,7 +48,7 @@ from seawall.api.auth import Authenticator
 from seawall.api.dependencies import needs, token_of
 from seawall.api.launcher import Launcher
 from seawall.api.metrics import metrics_route
-from seawall.api.problems import ERRORS, add_problem_handlers
+from seawall.api.problems import ERRORS, add_problem_handlers, problem
 from seawall.api.routes import (
     audit,
     catalogue,
@@ -57,7 +64,62 @@ from seawall.api.schemas import Health
 from seawall.service import Service
 from seawall.service.rbac import Rbac
 
-__all__ = ["Launcher", "create_app"]
+__all__ = ["URL_CREDENTIALS", "Launcher", "RedactUrlCredentials", "create_app"]
+
+#: query parameters (compared case-insensitively) that would carry a credential in a URL
+URL_CREDENTIALS = frozenset({"token", "access_token", "auth_token", "x-auth-token"})
+
+
+def _carries_credentials(query: str) -> bool:
+    return any(k.lower() in URL_CREDENTIALS for k, _ in parse_qsl(query, keep_blank_values=True))
+
+
+def redact_url(path: str) -> str:
+    """``path`` with the value of every :data:`URL_CREDENTIALS` parameter replaced by
+    ``***`` (the other parameters kept, for the operator reading the log)."""
+    base, sep, query = path.partition("?")
+    if not sep or not _carries_credentials(query):
+        return path
+    pairs = [
+        (k, "***" if k.lower() in URL_CREDENTIALS else v)
+        for k, v in parse_qsl(query, keep_blank_values=True)
+    ]
+    return f"{base}?{urlencode(pairs, safe='*')}"
+
+
+class RefuseUrlCredentials:
+    """ASGI middleware: a request with a credential in its query string gets 400, for
+    every route of the app (the API, /metrics and the dashboard mounted on it later), so
+    no client is ever taught that a URL token works."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = scope.get("query_string", b"").decode("latin-1")
+        if scope["type"] == "http" and query and _carries_credentials(query):
+            answer = problem(
+                400,
+                "TokenInURL",
+                "a token in the URL is refused (URLs end up in logs and history): send it "
+                "as 'Authorization: Bearer <token>' or 'X-Auth-Token: <token>'",
+            )
+            await answer(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class RedactUrlCredentials(logging.Filter):
+    """For uvicorn's access logger: the request line of a refused ``?token=`` request is
+    logged with ``***`` for the value (uvicorn's record args are ``(client, method,
+    path, http_version, status)``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redact_url(args[2]), *args[3:])
+        return True
+
 
 #: The resource groups in the order of the OpenAPI document's tags.
 ROUTES = (catalogue, workloads, checkpoints, plans, runs, reports, usage, events, audit)
@@ -100,6 +162,7 @@ def create_app(
     app.state.leader = leader
     app.state.rbac = rbac or Rbac()
     add_problem_handlers(app)
+    app.add_middleware(RefuseUrlCredentials)
 
     v1 = APIRouter(prefix="/v1", responses=ERRORS)
     for module in ROUTES:

@@ -11,7 +11,7 @@ document; the others come from the request itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, Header, Query, Request
 
@@ -25,17 +25,26 @@ from seawall.service.rbac import Rbac
 T = TypeVar("T")
 
 
+class SessionTokens(Protocol):
+    """The dashboard's server-side sessions (``seawall.web.session.Sessions``, put on
+    ``app.state.sessions`` by ``add_dashboard``; this package does not import ``web``)."""
+
+    def token_for(self, request: Request) -> str | None: ...
+
+
 def token_of(request: Request) -> str | None:
-    """``Authorization: Bearer``, ``X-Auth-Token``, or (safe methods only) the dashboard's
-    session cookie — never a cookie for a change, so a forged cross-site POST has no power."""
+    """``Authorization: Bearer``, ``X-Auth-Token``, or (safe methods only) the token behind
+    the dashboard's session cookie — never a cookie for a change, so a forged cross-site
+    POST has no power. Never the URL: ``?token=`` is refused before any route runs."""
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
     token = request.headers.get("x-auth-token")
     if token:
         return token
-    if request.method in ("GET", "HEAD"):
-        return request.cookies.get("seawall_token")
+    sessions: SessionTokens | None = getattr(request.app.state, "sessions", None)
+    if request.method in ("GET", "HEAD") and sessions is not None:
+        return sessions.token_for(request)
     return None
 
 

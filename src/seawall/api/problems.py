@@ -25,6 +25,7 @@ PROBLEM = "application/problem+json"
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM: {}}, "description": why}
     for code, why in (
+        (400, "a token in the URL (send it in a header)"),
         (401, "no or invalid token"),
         (403, "not allowed"),
         (404, "not found (or not visible to the caller's project)"),

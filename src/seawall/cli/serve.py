@@ -11,7 +11,6 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -106,7 +105,7 @@ def serve_command(
 
     import uvicorn
 
-    from seawall.api.app import Launcher, create_app
+    from seawall.api.app import Launcher, RedactUrlCredentials, create_app
     from seawall.scheduler import Scheduler, Webhook
     from seawall.service import Service
     from seawall.web import add_dashboard
@@ -157,9 +156,14 @@ def serve_command(
     if scheduler is not None:
         scheduler.start()
     log.info("seawall serve on http://%s:%d (tick %.1fs)", host, port, tick)
-    config: dict[str, Any] = {"host": host, "port": port, "log_level": log_level}
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level)
+    # after uvicorn configured its loggers: no credential of a URL reaches the access log
+    logging.getLogger("uvicorn.access").addFilter(RedactUrlCredentials())
+    server = uvicorn.Server(config)
     try:
-        uvicorn.run(app, **config)
+        server.run()
+        if not server.started:  # as uvicorn.run does: the port was taken, say, and logged
+            raise SystemExit(3)
     finally:
         if scheduler is not None:
             scheduler.stop(wait=False)

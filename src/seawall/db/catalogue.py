@@ -51,6 +51,15 @@ class CatalogueStore:
     def list_sites(self) -> list[Site]:
         return [model.load(Site, d) for d in self._list_docs(sites_t)]
 
+    def update_site(self, site: Site) -> None:
+        """Replace a site's definition (its repository URL losing its credentials)."""
+        with self._db.tx(write=True) as conn:
+            res = conn.execute(
+                sa.update(sites_t).where(sites_t.c.name == site.name).values(doc=model.dump(site))
+            )
+            if res.rowcount == 0:
+                raise not_found("site", site.name)
+
     def remove_site(self, name: str) -> None:
         self._remove(sites_t, "site", name)
 

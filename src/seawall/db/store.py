@@ -99,6 +99,7 @@ class StateStore:
     get_site = _Delegated("catalogue", CatalogueStore.get_site)
     list_sites = _Delegated("catalogue", CatalogueStore.list_sites)
     remove_site = _Delegated("catalogue", CatalogueStore.remove_site)
+    update_site = _Delegated("catalogue", CatalogueStore.update_site)
     add_policy = _Delegated("catalogue", CatalogueStore.add_policy)
     get_policy = _Delegated("catalogue", CatalogueStore.get_policy)
     list_policies = _Delegated("catalogue", CatalogueStore.list_policies)

@@ -23,6 +23,7 @@ At start-up :meth:`Service.resume_unfinished` continues every run whose process 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ from seawall.service.catalogue import Catalogue
 from seawall.service.handles import Handles, database_urls, default_home, new_id
 from seawall.service.operations import OPERATIONS, Compiled, Pipeline
 from seawall.service.outcome import UNFINISHED, Outcome
+from seawall.storage import mask_url
 
 __all__ = ["OPERATIONS", "UNFINISHED", "Service", "default_home", "new_id"]
 
@@ -113,19 +115,31 @@ class Service:
         *,
         init_repository: bool = False,
         key_from: str | None = None,
+        credentials: Mapping[str, str] | None = None,
     ) -> Site:
-        """Register a site after checking that its driver answers. Nothing is kept on error."""
-        return self._catalogue.add_site(
+        """Register a site after checking that its driver answers. Nothing is kept on error.
+        The repository's ``credentials`` are kept encrypted in the home, apart from the
+        site (see :meth:`Catalogue.add_site`); the site returned shows none."""
+        site = self._catalogue.add_site(
             name,
             driver,
             params,
             repository,
             init_repository=init_repository,
             key_from=key_from,
+            credentials=credentials,
         )
+        return replace(site, repository=mask_url(site.repository))
+
+    def set_site_credentials(self, name: str, credentials: Mapping[str, str]) -> Site:
+        """New repository credentials for site ``name``; moves any out of its URL."""
+        site = self._catalogue.set_credentials(name, credentials)
+        return replace(site, repository=mask_url(site.repository))
 
     def list_sites(self) -> list[Site]:
-        return self._db.list_sites()
+        """The sites as they may be shown: a credential left in a repository URL (a site
+        added before they were kept apart) is ``***``."""
+        return [replace(s, repository=mask_url(s.repository)) for s in self._db.list_sites()]
 
     def remove_site(self, name: str) -> None:
         self._catalogue.remove_site(name)

@@ -8,7 +8,9 @@ checkpoints and keep a copy of every recovery plan, so :meth:`Catalogue.catalogu
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from seawall.clouds import open_site
@@ -33,7 +35,10 @@ from seawall.orchestrate.plans import default_recovery_plan
 from seawall.plugins import registry
 from seawall.repo import Repository
 from seawall.service.handles import Handles
-from seawall.storage import open_storage
+from seawall.storage import open_storage, split_credentials
+
+#: driver parameter names that would hold a secret in a site's (plain-text) record
+SECRET_PARAM = re.compile(r"pass|secret|token|credential|private", re.IGNORECASE)
 
 
 class Catalogue:
@@ -56,8 +61,25 @@ class Catalogue:
         *,
         init_repository: bool = False,
         key_from: str | None = None,
+        credentials: Mapping[str, str] | None = None,
     ) -> Site:
-        """Register a site after checking that its driver answers. Nothing is kept on error."""
+        """Register a site after checking that its driver answers. Nothing is kept on error.
+
+        The repository's ``credentials`` (and any still written into its URL's query
+        string, which is moved out of it) are kept encrypted in the home
+        (:class:`~seawall.service.handles.SiteCredentials`), never in the site's record.
+        A driver parameter that looks like a secret is refused: an OpenStack site names a
+        clouds.yaml entry, where its password or application credential lives.
+        """
+        secret_params = sorted(k for k in params or {} if SECRET_PARAM.search(k))
+        if secret_params:
+            raise InvalidInput(
+                f"{', '.join(secret_params)}: a site's parameters are stored and shown in "
+                "plain text; put the password in clouds.yaml and name the entry with cloud=",
+                field="site.params",
+            )
+        repository, in_url = split_credentials(repository)
+        kept = {**in_url, **(credentials or {})}
         site = load(
             Site,
             {
@@ -80,7 +102,7 @@ class Catalogue:
         open_site(site).ping()
         if init_repository and repository:
             source = self.handles.repository(key_from) if key_from else None
-            storage = open_storage(repository)
+            storage = open_storage(repository, kept)
             kdf = os.environ.get("SEAWALL_KDF", "default")
             passphrase = self.handles.passphrase()
             try:
@@ -88,6 +110,26 @@ class Catalogue:
             except Conflict:
                 Repository.open(storage, passphrase).close()
         self.db.add_site(site)
+        self.handles.credentials.save(name, kept)
+        return site
+
+    def set_credentials(self, name: str, credentials: Mapping[str, str]) -> Site:
+        """Give site ``name``'s repository new ``credentials``, and move any still in its
+        URL (a site added before credentials were kept apart) out of the record."""
+        site = self.db.get_site(name)
+        repository, in_url = split_credentials(site.repository)
+        kept = {**self.handles.credentials.load(name), **in_url, **credentials}
+        if not kept:
+            raise InvalidInput(
+                f"site {name}: no credentials given; use --s3-access-key-id and "
+                "--s3-secret-access-key-file",
+                field="credentials",
+            )
+        self.handles.credentials.save(name, kept)
+        if repository != site.repository:
+            site = replace(site, repository=repository)
+            self.db.update_site(site)
+        self.handles.forget(name)
         return site
 
     def remove_site(self, name: str) -> None:
@@ -95,6 +137,7 @@ class Catalogue:
         if users:
             raise Conflict(f"site {name} is used by workload(s) {', '.join(users)}")
         self.db.remove_site(name)
+        self.handles.credentials.remove(name)
         self.handles.forget(name)
 
     # -- policies -----------------------------------------------------------------------

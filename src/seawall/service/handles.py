@@ -7,10 +7,12 @@ this process reach sites and the journal through: the service installs it once.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from seawall import passphrases
@@ -19,6 +21,7 @@ from seawall.db import StateStore
 from seawall.errors import InvalidInput
 from seawall.model import DEFAULT_PROJECT, Site
 from seawall.repo import Repository
+from seawall.repo.keyfile import make_slot, parse_slot, unwrap_slot
 from seawall.storage import open_storage
 
 
@@ -46,12 +49,66 @@ def read_passphrase(home: Path) -> str:
     return passphrases.read_passphrase(home=home)
 
 
+class SiteCredentials:
+    """A site's repository credentials (S3 access keys), encrypted at rest in
+    ``<home>/credentials/<site>.key``, mode 0600.
+
+    They are kept out of the state database on purpose: the database is shared between
+    servers, backed up and read by operators, and a site's record is printed. Each file
+    is a key slot of the repository format (:mod:`seawall.repo.keyfile`: argon2id from
+    the repository passphrase, AES-256-GCM), so it opens only with the passphrase that
+    already guards the repositories, and a copied file is useless without it.
+    """
+
+    def __init__(self, home: Path, passphrase: Callable[[], str]) -> None:
+        self.dir = home / "credentials"
+        self._passphrase = passphrase
+
+    def _path(self, site: str) -> Path:
+        return self.dir / f"{site}.key"
+
+    def save(self, site: str, credentials: Mapping[str, str]) -> None:
+        """Keep ``credentials`` for ``site`` (none: forget them)."""
+        if not credentials:
+            self.remove(site)
+            return
+        kdf = os.environ.get("SEAWALL_KDF", "default")
+        plain = json.dumps(dict(credentials), sort_keys=True).encode()
+        _, sealed = make_slot(plain, self._passphrase(), kdf)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = self._path(site).with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(sealed)
+        os.replace(tmp, self._path(site))
+
+    def load(self, site: str) -> dict[str, str]:
+        """The credentials kept for ``site``; none if it has none."""
+        try:
+            sealed = self._path(site).read_bytes()
+        except FileNotFoundError:
+            return {}
+        plain = unwrap_slot(parse_slot(sealed, str(self._path(site))), self._passphrase())
+        if plain is None:
+            raise InvalidInput(
+                f"{self._path(site)}: the passphrase does not open site {site}'s credentials; "
+                f"give them again with `seawall site credentials {site}`",
+                field="passphrase",
+            )
+        loaded: dict[str, str] = json.loads(plain)
+        return loaded
+
+    def remove(self, site: str) -> None:
+        self._path(site).unlink(missing_ok=True)
+
+
 class Handles:
     """Live objects per site, cached; safe to share between threads."""
 
     def __init__(self, home: Path, db: StateStore) -> None:
         self.home = home
         self._db = db
+        self.credentials = SiteCredentials(home, self.passphrase)
         self._lock = threading.RLock()
         self._drivers: dict[str, CloudDriver] = {}
         self._repos: dict[str, Repository] = {}
@@ -82,7 +139,8 @@ class Handles:
                 s = self.site(site)
                 if not s.repository:
                     raise InvalidInput(f"site {site} has no repository", field="site.repository")
-                self._repos[site] = Repository.open(open_storage(s.repository), self.passphrase())
+                storage = open_storage(s.repository, self.credentials.load(site))
+                self._repos[site] = Repository.open(storage, self.passphrase())
             return self._repos[site]
 
     def forget(self, site: str) -> None:

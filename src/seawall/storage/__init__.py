@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+from urllib.parse import parse_qsl, urlencode
 
 # --------------------------------------------------------------------------------------
 # Storage backends: dumb blob stores (put/get/stat/list/delete on opaque keys).
@@ -51,6 +52,37 @@ class StorageBackend(Protocol):
 
 #: ``factory(url, options) -> StorageBackend``; registered per URL scheme.
 StorageFactory = Callable[[str, Mapping[str, str]], StorageBackend]
+
+
+#: Option names that are credentials (S3's, with their aliases). They are given as
+#: options, never in a URL: a URL is printed, logged and stored in the state database.
+CREDENTIAL_OPTIONS = frozenset(
+    {"access_key_id", "secret_access_key", "session_token", "token", "access_key", "secret_key"}
+)
+
+
+def split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` without its :data:`CREDENTIAL_OPTIONS` query parameters, and those
+    parameters: how a repository URL written the old way gives its credentials up."""
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url, {}
+    pairs = parse_qsl(query, keep_blank_values=True)
+    secret = {k: v for k, v in pairs if k.lower() in CREDENTIAL_OPTIONS}
+    kept = [(k, v) for k, v in pairs if k.lower() not in CREDENTIAL_OPTIONS]
+    return (f"{base}?{urlencode(kept, safe=':/')}" if kept else base), secret
+
+
+def mask_url(url: str) -> str:
+    """``url`` as it may be shown: every credential in its query string is ``***``."""
+    base, sep, query = url.partition("?")
+    if not sep or not split_credentials(url)[1]:
+        return url
+    pairs = [
+        (k, "***" if k.lower() in CREDENTIAL_OPTIONS else v)
+        for k, v in parse_qsl(query, keep_blank_values=True)
+    ]
+    return f"{base}?{urlencode(pairs, safe='*:/')}"
 
 
 def open_storage(url: str, options: Mapping[str, str] | None = None) -> StorageBackend:

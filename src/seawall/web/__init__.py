@@ -5,10 +5,11 @@ workload (resource graph drawn as SVG on the server, checkpoints, recovery plans
 runs with live step progress (a few lines of vanilla JS poll ``/v1/runs/{id}``), drill
 reports, usage, events and (for admins) the audit trail.
 
-Sign-in: the browser posts an API token (local or Keystone) once; it is kept in an
-HttpOnly, SameSite=Strict cookie. Pages that change something (start a drill or a
-failover) go through a confirmation page whose form carries a CSRF token derived from
-the session token, and the API never honours the cookie for anything but GET.
+Sign-in: the browser posts an API token (local or Keystone) once; it stays on the
+server, in a session whose random id is all the HttpOnly, SameSite=Strict cookie holds
+(:mod:`.session`). Every form (sign-in, sign-out, the confirmation page of a drill or a
+failover) carries a CSRF token bound to its session, and the API honours the session
+cookie for GET only (``app.state.sessions``, read by ``seawall.api.dependencies``).
 
 This package does not import :mod:`seawall.api` (the layers are independent):
 ``seawall serve`` passes in how to authenticate a token and how to start a run.
@@ -28,16 +29,16 @@ from seawall.service import Service
 from seawall.service.rbac import Rbac
 from seawall.web.graph import graph_svg
 from seawall.web.pages import CONFIRMABLE, Dashboard, StartRun
-from seawall.web.session import COOKIE, Caller, PrincipalOf, csrf_token
+from seawall.web.session import COOKIE, Caller, PrincipalOf, Sessions
 
 __all__ = [
     "CONFIRMABLE",
     "COOKIE",
     "Caller",
     "PrincipalOf",
+    "Sessions",
     "StartRun",
     "add_dashboard",
-    "csrf_token",
     "graph_svg",
 ]
 
@@ -69,9 +70,12 @@ def add_dashboard(
     rbac: Rbac | None = None,
 ) -> None:
     """Mount the dashboard's pages on ``app``; ``rbac`` should be the API's (the same
-    rules for the same actions), by default the API's on ``app.state`` if it is there."""
+    rules for the same actions), by default the API's on ``app.state`` if it is there.
+    Its sessions go on ``app.state.sessions``, where the API's GETs find the token
+    behind a session cookie."""
     rules = rbac or getattr(app.state, "rbac", None) or Rbac()
     dashboard = Dashboard(service, principal_of, start_run, rules)
+    app.state.sessions = dashboard.sessions
     for method, path, name, signed_in in ROUTES:
         page = getattr(dashboard, name)
         endpoint = dashboard.signed_in(page) if signed_in else page

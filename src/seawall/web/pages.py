@@ -28,15 +28,16 @@ from seawall.service.rbac import Rbac
 from seawall.web.graph import graph_svg
 from seawall.web.render import Renderer
 from seawall.web.session import (
+    COOKIE,
+    MAX_AGE,
+    SIGN_IN_AGE,
     Caller,
     PrincipalOf,
-    csrf_matches,
+    Sessions,
     end_session,
     for_audit,
     local_target,
     login_redirect,
-    start_session,
-    who,
 )
 
 CONFIRMABLE = ("drill", "failover", "protect")
@@ -64,7 +65,8 @@ class Dashboard:
         self.principal_of = principal_of
         self.start_run = start_run
         self.rbac = rbac
-        self.renderer = Renderer()
+        self.sessions = Sessions()
+        self.renderer = Renderer(self.sessions.csrf)
         self.render = self.renderer.render
 
     # -- visibility ---------------------------------------------------------------
@@ -90,7 +92,7 @@ class Dashboard:
         no caller redirects to the login page, errors render as the error page."""
 
         def wrapper(request: Request, **kw: Any) -> Response:
-            caller = who(self.principal_of, request)
+            caller = self.sessions.who(self.principal_of, request)
             if caller is None:
                 return login_redirect(request)
             try:
@@ -107,20 +109,44 @@ class Dashboard:
     # -- signing in and out -------------------------------------------------------
 
     def login_form(self, request: Request, next: str = "/") -> Response:
-        return self.render("login.html", request, None, next=next if next.startswith("/") else "/")
+        return self._login_page(request, local_target(next))
 
-    def login(self, request: Request, token: str = Form(...), next: str = Form("/")) -> Response:
+    def _login_page(self, request: Request, next: str, error: str = "") -> Response:
+        """The sign-in form, under a fresh anonymous session whose CSRF token it carries."""
+        sid, session = self.sessions.open(None)
+        resp = self.render("login.html", request, None, next=next, error=error, csrf=session.csrf)
+        self.sessions.set_cookie(request, resp, sid, SIGN_IN_AGE)
+        return resp
+
+    def login(
+        self, request: Request, token: str = Form(...), next: str = Form("/"), csrf: str = Form("")
+    ) -> Response:
+        """Check the form's CSRF token, then the API token; a new session id on success
+        (the anonymous one is revoked: a planted id is never signed in)."""
+        if not self.sessions.csrf_matches(request, csrf):
+            failed = self._login_page(
+                request, local_target(next), "the sign-in form expired; sign in again"
+            )
+            failed.status_code = 400
+            return failed
         try:
             for_audit(request, self.principal_of(token.strip()))
         except SeawallError as exc:
-            failed = self.render("login.html", request, None, next=next, error=str(exc))
+            failed = self._login_page(request, local_target(next), str(exc))
             failed.status_code = 401
             return failed
+        self.sessions.close(request.cookies.get(COOKIE))
         resp = RedirectResponse(local_target(next), status_code=303)
-        start_session(resp, token.strip())
+        sid, _ = self.sessions.open(token.strip())
+        self.sessions.set_cookie(request, resp, sid, MAX_AGE)
         return resp
 
-    def logout(self) -> Response:
+    def logout(self, request: Request, csrf: str = Form("")) -> Response:
+        """Revoke the session server-side (a kept cookie opens nothing) and drop the cookie."""
+        if not self.sessions.csrf_matches(request, csrf):
+            caller = self.sessions.who(self.principal_of, request)
+            return self.render("error.html", request, caller, error="stale form; reload the page")
+        self.sessions.close(request.cookies.get(COOKIE))
         resp = RedirectResponse("/login", status_code=303)
         end_session(resp)
         return resp
@@ -211,10 +237,10 @@ class Dashboard:
 
     def start(self, request: Request, name: str, operation: str, csrf: str = Form("")) -> Response:
         """The confirmation form's POST; a stale form is answered 200 with the error page."""
-        caller = who(self.principal_of, request)
+        caller = self.sessions.who(self.principal_of, request)
         if caller is None:
             return login_redirect(request)
-        if not csrf_matches(request, csrf):
+        if not self.sessions.csrf_matches(request, csrf):
             return self.render("error.html", request, caller, error="stale form; reload the page")
         try:
             operation = confirmable(operation)

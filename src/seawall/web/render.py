@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -15,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from seawall.errors import SeawallError
 from seawall.units import format_bytes
-from seawall.web.session import Caller, session_csrf
+from seawall.web.session import Caller
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -66,15 +67,15 @@ def environment() -> Environment:
 class Renderer:
     """Renders a template with the shared context into a response."""
 
-    def __init__(self) -> None:
+    def __init__(self, csrf_of: Callable[[Request], str]) -> None:
         self.env = environment()
+        self.csrf_of = csrf_of  #: the CSRF token of a request's session (``Sessions.csrf``)
 
     def render(
         self, name: str, request: Request, caller: Caller | None, **ctx: Any
     ) -> HTMLResponse:
-        html = self.env.get_template(name).render(
-            caller=caller, csrf=session_csrf(request), path=request.url.path, **ctx
-        )
+        ctx.setdefault("csrf", self.csrf_of(request))
+        html = self.env.get_template(name).render(caller=caller, path=request.url.path, **ctx)
         return HTMLResponse(html)
 
     def error(self, request: Request, caller: Caller | None, exc: SeawallError) -> HTMLResponse:

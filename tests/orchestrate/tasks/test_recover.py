@@ -1,16 +1,18 @@
-"""The recovery's CreateResource step journals and reverts only what the run created.
+"""The recovery's steps: CreateResource journals and reverts only what the run created.
 
 A driver may reuse what the target already has (its same-named volume type, an
 identical keypair, the project's ``default`` security group) and says so by returning it
 without ``seawall:key`` (the ``CloudDriver`` contract): such a resource must never be
 journaled, nor deleted by a revert. The step runs here against a scripted driver and an
 in-memory journal, through its ``do``/``undo`` (what TaskFlow's execute/revert call).
+RunScript runs a plan's script with an environment of its own, never seawall's.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,11 +20,11 @@ import pytest
 
 from seawall.clouds import ResourceSpec
 from seawall.clouds.tags import KEY_TAG
-from seawall.model import DEFAULT_PROJECT, Resource, ResourceKind, ResourceRef
+from seawall.model import DEFAULT_PROJECT, Resource, ResourceKind, ResourceRef, Script
 from seawall.orchestrate.plans import StepSpec
-from seawall.orchestrate.steps import CreateResourceArgs
+from seawall.orchestrate.steps import CreateResourceArgs, RunScriptArgs
 from seawall.orchestrate.tasks.base import Context
-from seawall.orchestrate.tasks.recover import CreateResource
+from seawall.orchestrate.tasks.recover import CreateResource, RunScript
 
 K = ResourceKind
 RUN = "run-1"
@@ -172,3 +174,33 @@ def test_a_result_persisted_before_ownership_was_recorded_is_the_runs() -> None:
     made = rt.the_driver.create(ResourceSpec(K.VOLUME_TYPE, a.name, a.key))
     task.undo(ctx, a, {}, {"id": made.id, "name": a.name, "source_id": "src-1"})
     assert rt.the_driver.deleted == [made.id]
+
+
+# -- RunScript: a plan's script is the workload's, not seawall's ---------------------------
+
+
+@dataclass
+class ResultJournal:
+    """The one journal call RunScript makes: its check's outcome in the run's result."""
+
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def update_run_result(self, run_id: str, values: dict[str, Any]) -> None:
+        self.result.update(values)
+
+
+def test_a_plans_script_gets_nothing_of_seawalls_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The script copies its own ``/proc/self/environ``: what the kernel gave it."""
+    for name in ("SEAWALL_PASSPHRASE", "SEAWALL_TOKEN", "OS_PASSWORD", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "secret")
+    seen = tmp_path / "environ"
+    script = Script("final", ("cp", "/proc/self/environ", str(seen)))
+    a = RunScriptArgs(script, "b", record=False)
+    rt = Runtime(ResultJournal(), Driver())  # type: ignore[arg-type]
+    task = RunScript(StepSpec("script:final", "RunScript", a), RUN)
+    assert task.do(Context(task, rt, RUN, time.monotonic() + 60), a, {}) == {"ok": True}  # type: ignore[arg-type]
+    env = dict(e.split("=", 1) for e in seen.read_text().split("\0") if "=" in e)
+    assert set(env) <= {"PATH", "LANG", "LC_ALL", "TZ", "HOME", "SEAWALL_RUN", "SEAWALL_SITE"}, env
+    assert (env["SEAWALL_RUN"], env["SEAWALL_SITE"]) == (RUN, "b")

@@ -21,6 +21,7 @@ from collections.abc import Container, Iterator
 from pathlib import Path
 from typing import Any
 
+from seawall import procfs
 from seawall.clouds.sim import processes
 from seawall.clouds.sim.journal import exclusive, journal_path_for
 from seawall.clouds.sim.store import Proc, SiteStore, Stored, save_runtime
@@ -156,18 +157,26 @@ class Servers:
             if s.id != row.id and s.attrs.get("listen_port") and mine & networks(s)
         }
         volumes = [str(self.store.volume_path(v)) for v in row.refs.get("volumes", [])]
-        return {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "SEAWALL_SITE": str(self.store.path),
-            "SEAWALL_SERVER_ID": row.id,
-            "SEAWALL_HOSTNAME": str(row.attrs.get("hostname", row.name)),
-            "SEAWALL_ADDRESS": str(row.runtime.get("access_address", "")),
-            "SEAWALL_PORT": str(row.attrs.get("listen_port") or ""),
-            "SEAWALL_VOLUMES": os.pathsep.join(volumes),
-            "SEAWALL_CBT": os.pathsep.join(str(journal_path_for(v)) for v in volumes),
-            "SEAWALL_PEERS": json.dumps(peers, sort_keys=True),
-        }
+        # the server is the workload's: nothing of seawall's environment (passphrase,
+        # tokens, credentials) reaches it; HOME is the site, the cloud it runs on.
+        # PYTHONPATH only because "python" here is seawall's own interpreter (the sim's
+        # image), which must find the same sample program seawall runs from
+        contract = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
+        return procfs.workload_environment(
+            {
+                **contract,
+                "PYTHONUNBUFFERED": "1",
+                "SEAWALL_SITE": str(self.store.path),
+                "SEAWALL_SERVER_ID": row.id,
+                "SEAWALL_HOSTNAME": str(row.attrs.get("hostname", row.name)),
+                "SEAWALL_ADDRESS": str(row.runtime.get("access_address", "")),
+                "SEAWALL_PORT": str(row.attrs.get("listen_port") or ""),
+                "SEAWALL_VOLUMES": os.pathsep.join(volumes),
+                "SEAWALL_CBT": os.pathsep.join(str(journal_path_for(v)) for v in volumes),
+                "SEAWALL_PEERS": json.dumps(peers, sort_keys=True),
+            },
+            home=str(self.store.path),
+        )
 
     def power_off(self, server_id: str, grace: float) -> None:
         """SIGTERM, then SIGKILL after ``grace`` seconds; the server is SHUTOFF."""

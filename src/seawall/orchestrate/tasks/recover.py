@@ -4,7 +4,6 @@ drill clean-up."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
@@ -13,6 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from seawall import procfs
 from seawall.clouds import CloudDriver, Extent, ResourceSpec, SnapshotInfo
 from seawall.clouds.tags import KEY_TAG
 from seawall.errors import NotFound, SeawallError, VerificationFailed
@@ -414,7 +414,9 @@ class ReleaseMarks(SeawallTask[ReleaseMarksArgs]):
 class RunScript(SeawallTask[RunScriptArgs]):
     def do(self, ctx: Context, args: RunScriptArgs, deps: Deps) -> Any:
         script = args.script
-        env = dict(os.environ, SEAWALL_RUN=ctx.run_id, SEAWALL_SITE=args.site)
+        # the script is the workload's: its environment is built from nothing, never
+        # seawall's (passphrase, tokens, cloud and storage credentials)
+        env = procfs.workload_environment({"SEAWALL_RUN": ctx.run_id, "SEAWALL_SITE": args.site})
         try:
             done = subprocess.run(
                 list(script.command),
