@@ -6,6 +6,7 @@ FastAPI app over the shop world, its SQLite state database and a real JSON-lines
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -117,9 +118,13 @@ def test_nothing_secret_is_recorded_in_the_table_or_the_json_lines_file(
     passphrase = "correct-horse-battery-staple-9b1f"
     body = {"name": "x", "rpo": "1h", "passphrase": passphrase}
     headers = {"X-Auth-Token": api.tokens["admin"], "Cookie": f"seawall_token={api.tokens['beta']}"}
-    r = api.client.post(f"/v1/policies?token={passphrase}", json=body, headers=headers)
+    r = api.client.post(f"/v1/policies?note={passphrase}", json=body, headers=headers)
     assert r.status_code in (201, 422), r.text
-    r = api.client.post("/login", data={"token": api.tokens["alpha"], "next": "/"})
+    form = api.client.get("/login").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert csrf, form
+    data = {"token": api.tokens["alpha"], "next": "/", "csrf": csrf.group(1)}
+    r = api.client.post("/login", data=data)
     assert r.status_code in (200, 303)
 
     with sa.create_engine(api.shop.svc.db.url).connect() as conn:

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from test_session import sign_in
+from test_session import form_csrf, sign_in
 
 from seawall.api.app import Launcher, create_app
 from seawall.api.auth import Authenticator, LocalTokens
 from seawall.model import Run, RunKind, RunState
 from seawall.orchestrate.engine import install_runtime
-from seawall.web import add_dashboard, csrf_token
+from seawall.web import add_dashboard
 
 pytestmark = pytest.mark.slow
 
@@ -110,12 +110,12 @@ def test_the_audit_page_is_for_admins_and_shows_who_did_what(shop: Any) -> None:
             json={"operation": "failover"},
             headers={"Authorization": f"Bearer {member}"},
         )  # another project's: 404
-        client.post("/login", data={"token": member, "next": "/"})
+        sign_in(client, member)
         page = client.get("/audit")
         assert page.status_code == 403 and "admin" in page.text
         assert 'href="/audit"' not in client.get("/").text
 
-        client.post("/login", data={"token": admin, "next": "/"})
+        sign_in(client, admin)
         page = client.get("/audit")
         assert page.status_code == 200 and 'href="/audit"' in page.text
         table = page.text.split('id="audit"', 1)[1]
@@ -153,7 +153,7 @@ def test_the_dashboard_applies_the_apis_rbac_rules(shop: Any) -> None:
         for role, allowed in may.items():
             token = tokens.issue("default", roles=[role])
             client.cookies.clear()
-            assert client.post("/login", data={"token": token}).status_code in (200, 303)
+            sign_in(client, token)
             page = client.get("/workloads/shop")
             assert page.status_code == 200, page.text
             assert f"project default · {role}\n" in page.text  # who, with which roles
@@ -165,7 +165,7 @@ def test_the_dashboard_applies_the_apis_rbac_rules(shop: Any) -> None:
                 if op not in allowed:
                     assert f"seawall:run:create:{op} needs the" in confirm.text
                     forged = client.post(
-                        f"/workloads/shop/start/{op}", data={"csrf": csrf_token(token)}
+                        f"/workloads/shop/start/{op}", data={"csrf": form_csrf(page.text)}
                     )
                     assert forged.status_code == 403, (role, op, forged.text)
     launcher.pool.shutdown(wait=True)
