@@ -2,8 +2,9 @@
 
 Three users of one project, holding Keystone's ``reader`` and ``member`` roles and
 seawall's ``dr-operator`` (created if the lab lacks it), call the API with their own
-Keystone tokens over the sim ``shop`` world: a reader sees the workload but cannot start
-a run, a member protects but cannot fail over, the operator fails over.
+Keystone tokens over the sim ``shop`` world, where the project owns a server of its own:
+a reader sees the workload but cannot start a run, a member protects but cannot fail
+over, the operator fails over.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ def test_keystone_roles_decide_who_may_start_which_run(shop: Any) -> None:
         conn.close()
     h = {role: {"X-Auth-Token": keystone_token(url, *c)} for role, c in creds.items()}
     svc = shop.svc
-    svc.create_workload("kshop", "a", Selector.parse("tag:app=shop"), "gold", ["b"], PROJECT)
-    svc.set_plan(shop.plan("b", workload="kshop"))
+    shop.deploy_ledger(PROJECT)  # the project's own server (shop's are the default project's)
+    svc.create_workload("kshop", "a", Selector.parse("members:db"), "gold", ["b"], PROJECT)
+    svc.set_plan({"workload": "kshop", "target": "b"})
     launcher = Launcher(svc, 1)
     auth = Authenticator(LocalTokens(svc.home), KeystoneTokens(url))
     app = create_app(svc, auth, launcher=launcher)
