@@ -831,5 +831,5 @@ def test_subprocess_exit_codes_and_json(shop: Any) -> None:
     assert r.stderr.strip() == "error: select: expected tag:key=value[,key=value], got 'tag:'"
     r = run("failover", "shop", "--target", "b", "--checkpoint", "cp-missing")
     assert r.returncode == errors.PreflightFailed.exit_code
-    assert "checkpoint cp-missing unreadable at b" in r.stderr
+    assert "checkpoint cp-missing of shop is not at site b" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1

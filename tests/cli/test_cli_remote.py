@@ -103,7 +103,7 @@ def world(shop_module: Any) -> Iterator[World]:
     svc.close()
     tokens = LocalTokens(svc.home)
     issued = {
-        "alpha": tokens.issue("default"),
+        "alpha": tokens.issue("default", roles=["dr-operator"]),  # it fails over and cancels
         "beta": tokens.issue("beta"),
         "admin": tokens.issue("admin", admin=True),
     }
